@@ -1,0 +1,1 @@
+"""Corpora on disk (or S3) -> clip catalog + WebDataset shards."""

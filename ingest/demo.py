@@ -1,0 +1,82 @@
+"""The built-in demo: small, deterministic corpora in real corpora's layouts, so their adapters run.
+
+- `LibriSpeech/train-clean-100/...` speech-like utterances (16 kHz FLAC + transcripts), not cut;
+- `musan/{music,noise,speech}/...` long 16 kHz WAVs, cut into 10-s clips (tails kept), plus one
+  truncated file that the engine must quarantine (the demo shows quarantine at work);
+- `ESC-50-master/` a labelled 5-fold transfer set (44.1 kHz WAV, `meta/esc50.csv`).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ingest.synth import nonspeech, speechlike, write_audio
+
+ESC_CLASSES = ("dog", "rain", "crying_baby", "clock_tick", "helicopter")
+
+CONFIG = """\
+# Demo corpora config, written by `python -m ingest demo`. Same format as ingest/corpora.toml.
+[settings]
+collection = "pretrain"
+shard_seconds = 60.0  # tiny shards so the demo shows several
+
+[corpora.librispeech]
+root = "LibriSpeech"
+
+[corpora.musan]
+root = "musan"
+"""
+
+
+def _librispeech(top: Path) -> None:
+    seed = 0
+    for spk, chap in (("103", "1240"), ("1034", "121119"), ("1040", "133433")):
+        folder = top / "train-clean-100" / spk / chap
+        lines = []
+        for utt in range(4):
+            uid = f"{spk}-{chap}-{utt:04d}"
+            write_audio(folder / f"{uid}.flac", speechlike(2.0 + (seed % 5), 16000, seed=seed), 16000)
+            lines.append(f"{uid} DEMO UTTERANCE {seed}")
+            seed += 1
+        (folder / f"{spk}-{chap}.trans.txt").write_text("\n".join(lines) + "\n")
+
+
+def _musan(top: Path) -> None:
+    for i in range(2):
+        write_audio(top / "music" / "fma" / f"music-fma-{i:04d}.wav", nonspeech(25.0, 16000, seed=100 + i), 16000)
+    for i in range(3):
+        write_audio(top / "noise" / "free-sound" / f"noise-free-sound-{i:04d}.wav",
+                    nonspeech(12.0, 16000, seed=200 + i), 16000)
+    write_audio(top / "speech" / "librivox" / "speech-librivox-0000.wav", speechlike(14.0, 16000, seed=300), 16000)
+    bad = top / "noise" / "free-sound" / "noise-free-sound-0003.wav"
+    full = write_audio(bad, nonspeech(12.0, 16000, seed=203), 16000).read_bytes()
+    bad.write_bytes(full[: len(full) // 3])  # truncated download: header promises 12 s, 4 s present
+
+
+def _esc50(top: Path) -> None:
+    rows = []
+    for fold in range(1, 6):
+        for target, category in enumerate(ESC_CLASSES):
+            for take in "AB":
+                src = f"{100000 + 10 * fold + target}"
+                name = f"{fold}-{src}-{take}-{target}.wav"
+                seed = 1000 + fold * 100 + target * 10 + (take == "B")
+                write_audio(top / "audio" / name, nonspeech(5.0, 44100, seed=seed), 44100)
+                rows.append([name, fold, target, category, "False", src, take])
+    (top / "meta").mkdir(parents=True, exist_ok=True)
+    with open(top / "meta" / "esc50.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
+        writer.writerows(rows)
+
+
+def generate(out: str | Path) -> Path:
+    """Write the demo corpora under `out` (idempotent) and return the path of their corpora TOML."""
+    out = Path(out)
+    _librispeech(out / "LibriSpeech")
+    _musan(out / "musan")
+    _esc50(out / "ESC-50-master")
+    config = out / "corpora.toml"
+    config.write_text(CONFIG)
+    return config

@@ -1,0 +1,247 @@
+"""The ingest engine: sources -> listing -> fingerprint -> probe -> frozen plan -> shard jobs -> commit.
+
+Resumable by construction: the plan is frozen before any job runs, every file is committed atomically,
+a shard's catalog part marks it done, and the collection's completion record is written last. Re-running
+skips committed shards; a run killed anywhere and re-run yields byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingest import corpora
+from ingest.config import IngestConfig, Source
+from ingest.plan import Listed, Probe, build_plan, deduplicate, needs_audio_hash, probe_batch
+from ingest.write import QUARANTINE_SCHEMA, ShardJob, ShardResult, write_shard
+from shards import layout
+from shards.executor import make_executor
+from shards.storage import Root
+
+log = logging.getLogger(__name__)
+
+
+class FingerprintMismatch(ValueError):
+    """A collection exists with other settings or other sources: refuse rather than mix them."""
+
+
+@dataclass
+class Summary:
+    """What a run did, per corpus; also the body of the completion record."""
+
+    collection: str
+    fingerprint: str
+    corpora: dict[str, dict] = field(default_factory=dict)
+    shards: int = 0
+    shards_skipped: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+
+    def corpus(self, name: str) -> dict:
+        return self.corpora.setdefault(name, {"recordings": 0, "clips": 0, "seconds": 0.0, "quarantined": 0,
+                                              "duplicates": 0, "tails_dropped": 0})
+
+    def to_dict(self) -> dict:
+        return {"collection": self.collection, "fingerprint": self.fingerprint, "corpora": self.corpora,
+                "shards": self.shards, "shards_skipped": self.shards_skipped, "quarantined": self.quarantined,
+                "duplicates": self.duplicates}
+
+
+class Progress:
+    """Callbacks the CLI turns into a progress bar; the library itself never prints."""
+
+    def planned(self, clips: int, seconds: float) -> None: ...
+
+    def shard_done(self, result: ShardResult) -> None: ...
+
+
+def list_sources(sources: Sequence[Source], cfg: IngestConfig) -> list[Listed]:
+    """Every recording of every source, in source order then adapter order (deterministic)."""
+    listed: list[Listed] = []
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"source names must be unique, got {names}")
+    for src in sources:
+        adapter = corpora.get(src.adapter)
+        options = dict(src.options)
+        if adapter.kind == "custom":
+            options.setdefault("domain", src.domain or adapter.domain)
+        base = adapter.base_dir(src.root)
+        count = 0
+        for rec in adapter.recordings(src.root, options):
+            if rec.corpus != src.name:  # a user may ingest one adapter twice under two names
+                rec = type(rec).from_dict({**rec.to_dict(), "corpus": src.name})
+            listed.append(Listed(rec, str((base / rec.path).absolute()), adapter.cut))
+            count += 1
+        if count == 0:
+            raise ValueError(f"{src.name}: no recordings found under {src.root!r} (adapter {src.adapter})")
+        log.info("%s: %d recordings", src.name, count)
+    return listed
+
+
+def fingerprint(sources: Sequence[Source], listed: Sequence[Listed], cfg: IngestConfig) -> str:
+    """sha256 over the byte-relevant config, the sources and the listing (records + file sizes)."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"config": cfg.fingerprint_fields(), "sources": [s.to_dict() for s in sources]},
+                        sort_keys=True, default=str).encode())
+    for item in listed:
+        try:
+            size = os.stat(item.source_path).st_size
+        except OSError:
+            size = -1
+        h.update(json.dumps([item.recording.to_dict(), size, item.cut], sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _probe_all(executor, listed: Sequence[Listed], cfg: IngestConfig) -> list[Probe]:
+    want_hash = needs_audio_hash(listed)
+    items = [(i, x.source_path, want_hash[i]) for i, x in enumerate(listed)]
+    batches = [items[i:i + cfg.probe_batch] for i in range(0, len(items), cfg.probe_batch)]
+    probes: list[Probe | None] = [None] * len(listed)
+    for future in as_completed([executor.submit(probe_batch, b) for b in batches]):
+        for pr in future.result():
+            probes[pr.index] = pr
+    return probes  # type: ignore[return-value]
+
+
+def _write_table(root: Root, rel: str, table: pa.Table, metadata: dict | None = None) -> None:
+    if metadata:
+        table = table.replace_schema_metadata({k: json.dumps(v) for k, v in metadata.items()})
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, compression="zstd")
+    root.write_bytes(rel, buf.getvalue().to_pybytes())
+
+
+def _read_table(root: Root, rel: str) -> pa.Table:
+    with root.open(rel) as f:
+        return pq.read_table(f)
+
+
+def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Progress | None = None) -> Summary:
+    """Ingest `sources` into `shards/<cfg.collection>/` under `cfg.data`; returns the run's summary."""
+    progress = progress or Progress()
+    collection = layout.check_collection(cfg.collection)
+    root = Root(cfg.data)
+    listed = list_sources(sources, cfg)
+    fp = fingerprint(sources, listed, cfg)
+    summary = Summary(collection, fp)
+    for item in listed:
+        summary.corpus(item.recording.corpus)["recordings"] += 1
+    manifest = {"collection": collection, "fingerprint": fp, "config": cfg.fingerprint_fields(),
+                "sources": [s.to_dict() for s in sources]}
+    with make_executor(cfg.workers, cfg.scheduler, cfg.jobqueue) as executor:
+        plan = _frozen_plan(root, collection, manifest, listed, cfg, executor, summary)
+        jobs = _jobs(plan, cfg, collection)
+        progress.planned(plan.num_rows, float(sum(plan.column("seconds").to_pylist())))
+        for d in (layout.shard_dir(collection), layout.clips_part_dir(collection)):
+            root.remove_stale_temporaries(d)
+        results = []
+        for future in as_completed([executor.submit(write_shard, job) for job in jobs]):
+            result = future.result()
+            results.append(result)
+            progress.shard_done(result)
+    _finish(root, collection, sorted(results, key=lambda r: r.shard), summary, manifest)
+    return summary
+
+
+def _frozen_plan(root: Root, collection: str, manifest: dict, listed: Sequence[Listed], cfg: IngestConfig,
+                 executor, summary: Summary) -> pa.Table:
+    """The plan on disk if this collection was planned with the same fingerprint; else make and freeze it."""
+    manifest_rel, plan_rel = layout.manifest_path(collection), layout.plan_path(collection)
+    if root.exists(manifest_rel):
+        old = json.loads(root.read_bytes(manifest_rel))
+        if old["fingerprint"] != manifest["fingerprint"]:
+            raise FingerprintMismatch(
+                f"collection {collection!r} in {root.url} was built from other settings or sources "
+                f"(fingerprint {old['fingerprint']}, now {manifest['fingerprint']}); write new corpora or "
+                "settings to a new collection (--collection NAME)")
+        if root.exists(plan_rel):
+            plan = _read_table(root, plan_rel)
+            meta = json.loads(plan.schema.metadata[b"audiodiet.plan"])
+            _count_plan_outcomes(summary, meta)
+            return plan.replace_schema_metadata(None)
+    probes = _probe_all(executor, listed, cfg)
+    keep, dropped = deduplicate(listed, probes)
+    plan, tails = build_plan(listed, probes, keep, cfg)
+    probe_quarantine = [{"collection": collection, "corpus": listed[i].recording.corpus,
+                         "source": listed[i].recording.path, "key": None, "stage": "probe", "reason": pr.reason}
+                        for i, pr in enumerate(probes) if pr.reason]
+    _write_table(root, layout.quarantine_path(collection, "probe"),
+                 pa.Table.from_pylist(probe_quarantine, schema=QUARANTINE_SCHEMA))
+    _write_table(root, layout.duplicates_path(collection), pa.Table.from_pylist(
+        dropped, schema=pa.schema([(n, pa.string()) for n in ("corpus", "path", "duplicate_of", "reason")])))
+    meta = {"quarantined": _count_by(probe_quarantine), "duplicates": _count_by(dropped), "tails_dropped": tails}
+    root.write_bytes(manifest_rel, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    _write_table(root, plan_rel, plan, {"audiodiet.plan": meta})
+    _count_plan_outcomes(summary, meta)
+    return plan
+
+
+def _count_by(rows: Sequence[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r["corpus"]] = out.get(r["corpus"], 0) + 1
+    return out
+
+
+def _count_plan_outcomes(summary: Summary, meta: dict) -> None:
+    for key, field_name in (("quarantined", "quarantined"), ("duplicates", "duplicates"),
+                            ("tails_dropped", "tails_dropped")):
+        for corpus, n in meta[key].items():
+            summary.corpus(corpus)[field_name] += n
+    summary.quarantined += sum(meta["quarantined"].values())
+    summary.duplicates += sum(meta["duplicates"].values())
+
+
+def _jobs(plan: pa.Table, cfg: IngestConfig, collection: str) -> list[ShardJob]:
+    rows = plan.to_pylist()
+    by_shard: dict[str, list[dict]] = {}
+    for row in rows:
+        by_shard.setdefault(row["shard"], []).append(row)
+    return [ShardJob(cfg.data, collection, shard, cfg.codec, tuple(sorted(rs, key=lambda r: r["position"])))
+            for shard, rs in sorted(by_shard.items())]
+
+
+def _finish(root: Root, collection: str, results: Sequence[ShardResult], summary: Summary,
+            manifest: dict) -> None:
+    """Shard index table, then the completion record (last)."""
+    for r in results:
+        summary.shards += 1
+        summary.shards_skipped += int(r.skipped)
+        for corpus, (clips, seconds) in r.per_corpus.items():
+            entry = summary.corpus(corpus)
+            entry["clips"] += clips
+            entry["seconds"] += seconds
+    decode_q = _decode_quarantine_counts(root, collection)
+    for corpus, n in decode_q.items():
+        summary.corpus(corpus)["quarantined"] += n
+    summary.quarantined += sum(decode_q.values())
+    index = pa.Table.from_pylist([
+        {"shard": r.shard, "path": layout.tar_path(collection, r.shard), "idx": layout.idx_path(collection, r.shard),
+         "samples": r.samples, "bytes": r.bytes, "seconds": r.seconds, "sha256": r.sha256} for r in results],
+        schema=pa.schema([("shard", pa.string()), ("path", pa.string()), ("idx", pa.string()),
+                          ("samples", pa.int64()), ("bytes", pa.int64()), ("seconds", pa.float64()),
+                          ("sha256", pa.string())]))
+    _write_table(root, layout.shard_index_path(collection), index)
+    record = {**summary.to_dict(), "config": manifest["config"], "sources": manifest["sources"]}
+    root.write_bytes(layout.complete_path(collection), json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def _decode_quarantine_counts(root: Root, collection: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in root.listdir(layout.quarantine_dir(collection), ".parquet"):
+        if name == "probe.parquet":
+            continue
+        table = _read_table(root, f"{layout.quarantine_dir(collection)}/{name}")
+        for corpus in table.column("corpus").to_pylist():
+            counts[corpus] = counts.get(corpus, 0) + 1
+    return counts

@@ -1,0 +1,133 @@
+"""The shard job: plan rows of one shard -> tar + DALI idx + catalog part, committed in that order.
+
+Memory is one clip at a time whatever the corpus size: the tar streams to its (temporary) file. A clip
+that fails to decode is quarantined with its reason and left out. The catalog part is written last, so
+its presence marks the shard committed and a re-run skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shards import audio, layout
+from shards.shardfile import TarWriter, sample_json
+from shards.storage import Root
+
+log = logging.getLogger(__name__)
+
+CATALOG_SCHEMA = pa.schema([
+    ("key", pa.string()), ("collection", pa.string()), ("shard", pa.string()), ("corpus", pa.string()),
+    ("domain", pa.string()), ("subset", pa.string()), ("split", pa.string()), ("label", pa.string()),
+    ("speaker", pa.string()), ("source", pa.string()), ("start", pa.float64()), ("seconds", pa.float64()),
+    ("samples", pa.int64()), ("sample_rate", pa.int32()), ("source_rate", pa.int32()),
+    ("source_channels", pa.int32()), ("codec", pa.string()), ("extra", pa.string()), ("idx_line", pa.string()),
+])
+QUARANTINE_SCHEMA = pa.schema([
+    ("collection", pa.string()), ("corpus", pa.string()), ("source", pa.string()), ("key", pa.string()),
+    ("stage", pa.string()), ("reason", pa.string()),
+])
+JSON_FIELDS = ("key", "collection", "shard", "corpus", "domain", "subset", "split", "label", "speaker", "source",
+               "start", "seconds", "samples", "sample_rate", "source_rate", "source_channels")
+
+
+@dataclass(frozen=True, slots=True)
+class ShardJob:
+    data: str
+    collection: str
+    shard: str
+    codec: str
+    rows: tuple[dict, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardResult:
+    shard: str
+    samples: int
+    seconds: float
+    bytes: int
+    sha256: str
+    source_seconds: float = 0.0
+    quarantined: tuple[dict, ...] = ()
+    skipped: bool = False  # already committed by an earlier run
+    per_corpus: dict = field(default_factory=dict)  # corpus -> [clips, seconds]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shard": self.shard, "samples": self.samples, "seconds": self.seconds, "bytes": self.bytes,
+                "sha256": self.sha256, "per_corpus": self.per_corpus}
+
+
+def catalog_record(row: dict, job: ShardJob, samples: int) -> dict:
+    """The clip's catalog row (also its `<key>.json`, minus the codec and index line)."""
+    out = {k: row.get(k) for k in JSON_FIELDS if k in row}
+    out.update(collection=job.collection, shard=job.shard, samples=samples, sample_rate=audio.SAMPLE_RATE)
+    return out
+
+
+def clip_pcm(row: dict) -> "audio.np.ndarray":
+    """Decode, downmix, resample one planned clip to exactly its stored length (int16)."""
+    data, rate = audio.read(row["source_path"], row["start"], row["seconds"])
+    if len(data) == 0:
+        raise audio.BadAudio("no audio frames in clip region (file shorter than its header says)")
+    expected = int(round(row["seconds"] * rate))
+    if len(data) < expected - 1:  # tolerate one frame of rounding at the file's end
+        raise audio.BadAudio(f"truncated: read {len(data)} of {expected} frames at {row['start']:.2f}s")
+    mono = audio.to_mono_16k(data, rate)
+    return audio.fit_length(audio.to_pcm16(mono), int(round(row["stored_seconds"] * audio.SAMPLE_RATE)))
+
+
+def write_shard(job: ShardJob) -> ShardResult:
+    """Write one shard; a committed shard (its catalog part exists) is not touched again."""
+    root = Root(job.data)
+    part = layout.clips_part_path(job.collection, job.shard)
+    if root.exists(part):
+        return _committed_result(root, part, job.shard)
+    catalog, quarantined, per_corpus = [], [], {}
+    source_seconds = 0.0
+    with root.writer(layout.tar_path(job.collection, job.shard)) as out:
+        tar = TarWriter(out)
+        for row in job.rows:
+            try:
+                pcm = clip_pcm(row)
+            except audio.BadAudio as bad:
+                quarantined.append({"collection": job.collection, "corpus": row["corpus"], "source": row["source"],
+                                    "key": row["key"], "stage": "decode", "reason": bad.reason})
+                continue
+            record = catalog_record(row, job, len(pcm))
+            record["extra"] = json.loads(row["extra"])
+            idx_line = tar.write(row["key"], {job.codec: audio.encode(pcm, job.codec), "json": sample_json(record)})
+            record.update(codec=job.codec, extra=row["extra"], idx_line=idx_line)
+            catalog.append(record)
+            counts = per_corpus.setdefault(row["corpus"], [0, 0.0])
+            counts[0] += 1
+            counts[1] += row["seconds"]
+            source_seconds += row["seconds"]
+        size, sha = tar.close()
+    root.write_bytes(layout.idx_path(job.collection, job.shard), tar.index_text().encode())
+    if quarantined:
+        _write_parquet(root, layout.quarantine_path(job.collection, job.shard),
+                       pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
+    result = ShardResult(job.shard, len(catalog), sum(r["samples"] for r in catalog) / audio.SAMPLE_RATE,
+                         size, sha, source_seconds, tuple(quarantined), per_corpus=per_corpus)
+    table = pa.Table.from_pylist(catalog, schema=CATALOG_SCHEMA).replace_schema_metadata(
+        {"audiodiet.shard": json.dumps(result.to_dict())})
+    _write_parquet(root, part, table)
+    return result
+
+
+def _committed_result(root: Root, part: str, shard: str) -> ShardResult:
+    with root.open(part) as f:
+        meta = json.loads(pq.read_schema(f).metadata[b"audiodiet.shard"])
+    return ShardResult(shard=shard, samples=meta["samples"], seconds=meta["seconds"], bytes=meta["bytes"],
+                       sha256=meta["sha256"], skipped=True, per_corpus=meta["per_corpus"])
+
+
+def _write_parquet(root: Root, rel: str, table: pa.Table) -> None:
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, compression="zstd")
+    root.write_bytes(rel, buf.getvalue().to_pybytes())

@@ -1,0 +1,90 @@
+"""Every file name under the data root, built in one place (DESIGN.md "Data root")."""
+
+from __future__ import annotations
+
+import re
+
+_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+def check_collection(name: str) -> str:
+    if not _COLLECTION.match(name):
+        raise ValueError(f"collection name {name!r}: use letters, digits, '_' and '-' only")
+    return name
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}"
+
+
+def shard_dir(collection: str) -> str:
+    return f"shards/{collection}"
+
+
+def tar_path(collection: str, shard: str) -> str:
+    return f"shards/{collection}/{shard}.tar"
+
+
+def idx_path(collection: str, shard: str) -> str:
+    return f"shards/{collection}/{shard}.idx"
+
+
+def shard_index_path(collection: str) -> str:
+    """The shard table: path, samples, bytes, seconds, sha256 per shard."""
+    return f"shards/{collection}/index.parquet"
+
+
+def complete_path(collection: str) -> str:
+    """Completion record, written last: its presence means the collection is whole."""
+    return f"shards/{collection}/_COMPLETE.json"
+
+
+def catalog_dir(collection: str) -> str:
+    return f"catalog/{collection}"
+
+
+def plan_path(collection: str) -> str:
+    return f"catalog/{collection}/plan.parquet"
+
+
+def manifest_path(collection: str) -> str:
+    """Config + fingerprint, written with the plan."""
+    return f"catalog/{collection}/manifest.json"
+
+
+def clips_part_dir(collection: str) -> str:
+    return f"catalog/{collection}/clips"
+
+
+def clips_part_path(collection: str, shard: str) -> str:
+    """A shard's catalog part; written after its tar and idx, so it marks the shard committed."""
+    return f"catalog/{collection}/clips/{shard}.parquet"
+
+
+def quarantine_dir(collection: str) -> str:
+    return f"catalog/{collection}/quarantine"
+
+
+def quarantine_path(collection: str, part: str) -> str:
+    return f"catalog/{collection}/quarantine/{part}.parquet"
+
+
+def duplicates_path(collection: str) -> str:
+    return f"catalog/{collection}/duplicates.parquet"
+
+
+def windows_path(collection: str) -> str:
+    return f"catalog/{collection}/windows.parquet"
+
+
+def diet_dir(collection: str, diet: str) -> str:
+    return f"shards/{collection}/diets/{diet}"
+
+
+def diet_idx_path(collection: str, diet: str, shard: str) -> str:
+    return f"shards/{collection}/diets/{diet}/{shard}.idx"
+
+
+def diet_manifest_path(diet: str) -> str:
+    """Which shards (tar + per-diet idx) a diet reads, across collections."""
+    return f"diets/{diet}.json"
