@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False)
+        console.print("[red]error:[/red]", escape(str(err)), highlight=False)
         return EXIT_ERROR
     except KeyboardInterrupt:
         console.print("interrupted: committed shards are kept; re-run the same command to resume")

@@ -13,17 +13,16 @@ import logging
 import os
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Sequence
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ingest import corpora
 from ingest.config import IngestConfig, Source
 from ingest.plan import Listed, Probe, build_plan, deduplicate, needs_audio_hash, probe_batch
-from ingest.write import QUARANTINE_SCHEMA, ShardJob, ShardResult, write_shard
+from ingest.write import ShardJob, ShardResult, write_shard
 from shards import layout
+from shards.catalog import QUARANTINE_SCHEMA, read_table, write_table
 from shards.executor import make_executor
 from shards.storage import Root
 
@@ -113,19 +112,6 @@ def _probe_all(executor, listed: Sequence[Listed], cfg: IngestConfig) -> list[Pr
     return probes  # type: ignore[return-value]
 
 
-def _write_table(root: Root, rel: str, table: pa.Table, metadata: dict | None = None) -> None:
-    if metadata:
-        table = table.replace_schema_metadata({k: json.dumps(v) for k, v in metadata.items()})
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, compression="zstd")
-    root.write_bytes(rel, buf.getvalue().to_pybytes())
-
-
-def _read_table(root: Root, rel: str) -> pa.Table:
-    with root.open(rel) as f:
-        return pq.read_table(f)
-
-
 def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Progress | None = None) -> Summary:
     """Ingest `sources` into `shards/<cfg.collection>/` under `cfg.data`; returns the run's summary."""
     progress = progress or Progress()
@@ -165,7 +151,7 @@ def _frozen_plan(root: Root, collection: str, manifest: dict, listed: Sequence[L
                 f"(fingerprint {old['fingerprint']}, now {manifest['fingerprint']}); write new corpora or "
                 "settings to a new collection (--collection NAME)")
         if root.exists(plan_rel):
-            plan = _read_table(root, plan_rel)
+            plan = read_table(root, plan_rel)
             meta = json.loads(plan.schema.metadata[b"audiodiet.plan"])
             _count_plan_outcomes(summary, meta)
             return plan.replace_schema_metadata(None)
@@ -175,13 +161,13 @@ def _frozen_plan(root: Root, collection: str, manifest: dict, listed: Sequence[L
     probe_quarantine = [{"collection": collection, "corpus": listed[i].recording.corpus,
                          "source": listed[i].recording.path, "key": None, "stage": "probe", "reason": pr.reason}
                         for i, pr in enumerate(probes) if pr.reason]
-    _write_table(root, layout.quarantine_path(collection, "probe"),
+    write_table(root, layout.quarantine_path(collection, "probe"),
                  pa.Table.from_pylist(probe_quarantine, schema=QUARANTINE_SCHEMA))
-    _write_table(root, layout.duplicates_path(collection), pa.Table.from_pylist(
+    write_table(root, layout.duplicates_path(collection), pa.Table.from_pylist(
         dropped, schema=pa.schema([(n, pa.string()) for n in ("corpus", "path", "duplicate_of", "reason")])))
     meta = {"quarantined": _count_by(probe_quarantine), "duplicates": _count_by(dropped), "tails_dropped": tails}
     root.write_bytes(manifest_rel, json.dumps(manifest, indent=1, sort_keys=True).encode())
-    _write_table(root, plan_rel, plan, {"audiodiet.plan": meta})
+    write_table(root, plan_rel, plan, {"audiodiet.plan": meta})
     _count_plan_outcomes(summary, meta)
     return plan
 
@@ -231,7 +217,7 @@ def _finish(root: Root, collection: str, results: Sequence[ShardResult], summary
         schema=pa.schema([("shard", pa.string()), ("path", pa.string()), ("idx", pa.string()),
                           ("samples", pa.int64()), ("bytes", pa.int64()), ("seconds", pa.float64()),
                           ("sha256", pa.string())]))
-    _write_table(root, layout.shard_index_path(collection), index)
+    write_table(root, layout.shard_index_path(collection), index)
     record = {**summary.to_dict(), "config": manifest["config"], "sources": manifest["sources"]}
     root.write_bytes(layout.complete_path(collection), json.dumps(record, indent=1, sort_keys=True).encode())
 
@@ -241,7 +227,7 @@ def _decode_quarantine_counts(root: Root, collection: str) -> dict[str, int]:
     for name in root.listdir(layout.quarantine_dir(collection), ".parquet"):
         if name == "probe.parquet":
             continue
-        table = _read_table(root, f"{layout.quarantine_dir(collection)}/{name}")
+        table = read_table(root, f"{layout.quarantine_dir(collection)}/{name}")
         for corpus in table.column("corpus").to_pylist():
             counts[corpus] = counts.get(corpus, 0) + 1
     return counts

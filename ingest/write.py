@@ -13,28 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from shards import audio, layout
+from shards.catalog import CATALOG_SCHEMA, JSON_FIELDS, QUARANTINE_SCHEMA, table_metadata, write_table
 from shards.shardfile import TarWriter, sample_json
 from shards.storage import Root
 
 log = logging.getLogger(__name__)
-
-CATALOG_SCHEMA = pa.schema([
-    ("key", pa.string()), ("collection", pa.string()), ("shard", pa.string()), ("corpus", pa.string()),
-    ("domain", pa.string()), ("subset", pa.string()), ("split", pa.string()), ("label", pa.string()),
-    ("speaker", pa.string()), ("source", pa.string()), ("start", pa.float64()), ("seconds", pa.float64()),
-    ("samples", pa.int64()), ("sample_rate", pa.int32()), ("source_rate", pa.int32()),
-    ("source_channels", pa.int32()), ("codec", pa.string()), ("extra", pa.string()), ("idx_line", pa.string()),
-])
-QUARANTINE_SCHEMA = pa.schema([
-    ("collection", pa.string()), ("corpus", pa.string()), ("source", pa.string()), ("key", pa.string()),
-    ("stage", pa.string()), ("reason", pa.string()),
-])
-JSON_FIELDS = ("key", "collection", "shard", "corpus", "domain", "subset", "split", "label", "speaker", "source",
-               "start", "seconds", "samples", "sample_rate", "source_rate", "source_channels")
-
 
 @dataclass(frozen=True, slots=True)
 class ShardJob:
@@ -64,7 +49,7 @@ class ShardResult:
 
 def catalog_record(row: dict, job: ShardJob, samples: int) -> dict:
     """The clip's catalog row (also its `<key>.json`, minus the codec and index line)."""
-    out = {k: row.get(k) for k in JSON_FIELDS if k in row}
+    out = {k: row.get(k) for k in JSON_FIELDS if k in row and k != "extra"}
     out.update(collection=job.collection, shard=job.shard, samples=samples, sample_rate=audio.SAMPLE_RATE)
     return out
 
@@ -110,24 +95,16 @@ def write_shard(job: ShardJob) -> ShardResult:
         size, sha = tar.close()
     root.write_bytes(layout.idx_path(job.collection, job.shard), tar.index_text().encode())
     if quarantined:
-        _write_parquet(root, layout.quarantine_path(job.collection, job.shard),
+        write_table(root, layout.quarantine_path(job.collection, job.shard),
                        pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
     result = ShardResult(job.shard, len(catalog), sum(r["samples"] for r in catalog) / audio.SAMPLE_RATE,
                          size, sha, source_seconds, tuple(quarantined), per_corpus=per_corpus)
-    table = pa.Table.from_pylist(catalog, schema=CATALOG_SCHEMA).replace_schema_metadata(
-        {"audiodiet.shard": json.dumps(result.to_dict())})
-    _write_parquet(root, part, table)
+    write_table(root, part, pa.Table.from_pylist(catalog, schema=CATALOG_SCHEMA),
+                {"audiodiet.shard": result.to_dict()})
     return result
 
 
 def _committed_result(root: Root, part: str, shard: str) -> ShardResult:
-    with root.open(part) as f:
-        meta = json.loads(pq.read_schema(f).metadata[b"audiodiet.shard"])
+    meta = table_metadata(root, part, "audiodiet.shard")
     return ShardResult(shard=shard, samples=meta["samples"], seconds=meta["seconds"], bytes=meta["bytes"],
                        sha256=meta["sha256"], skipped=True, per_corpus=meta["per_corpus"])
-
-
-def _write_parquet(root: Root, rel: str, table: pa.Table) -> None:
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, compression="zstd")
-    root.write_bytes(rel, buf.getvalue().to_pybytes())

@@ -9,7 +9,8 @@ import argparse
 import dataclasses
 import types
 import typing
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Mapping
 
 T = TypeVar("T")
 

@@ -12,7 +12,8 @@ import io
 import json
 import tarfile
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterable, Mapping
+from typing import IO, Any
+from collections.abc import Iterable, Mapping
 
 IDX_VERSION = "v1.2"
 TAR_MTIME = 0  # fixed: reproducible tars

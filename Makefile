@@ -1,0 +1,66 @@
+# audiodiet — every stage as a target. The first target that needs Python creates .venv and installs.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DATA      ?= ./data
+CORPORA   ?= ingest/corpora.toml
+CODEC     ?= flac
+WORKERS   ?=
+SCHEDULER ?=
+COLLECTION ?=
+DEMO      ?= demo
+
+# Optional flags only when set, so the config file's [settings] apply otherwise.
+INGEST_FLAGS = --data $(DATA) --codec $(CODEC) $(if $(WORKERS),--workers $(WORKERS)) \
+               $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(COLLECTION),--collection $(COLLECTION))
+# Exit status 3 means "finished, some input quarantined": a success for make, with the count printed.
+OK3 = rc=$$?; if [ $$rc -eq 3 ]; then echo "finished with quarantined input: see $(DATA)/catalog/*/quarantine/"; \
+      elif [ $$rc -ne 0 ]; then exit $$rc; fi
+
+.PHONY: help venv demo test test-fast shards transfer verify diets bench lint clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv and install the project with its dev extra
+
+demo: venv ## synthesise the demo corpora, shard them, ingest the demo transfer set, verify, write diets
+	$(PY) -m ingest demo --out $(DEMO)
+	$(MAKE) --no-print-directory shards CORPORA=$(DEMO)/corpora.toml DATA=$(DEMO)/data
+	$(MAKE) --no-print-directory transfer DATASETS="esc50=esc50:$(DEMO)/ESC-50-master" DATA=$(DEMO)/data
+	$(MAKE) --no-print-directory verify DATA=$(DEMO)/data
+
+shards: venv ## ingest CORPORA (TOML) into DATA/shards/<collection>/, then write the speech/nonspeech/all diets
+	$(PY) -m ingest shards --config $(CORPORA) $(INGEST_FLAGS); $(OK3)
+	$(PY) -m shards diet $(DATA)
+
+transfer: venv ## ingest labelled datasets: make transfer DATASETS="esc50=esc50:/data/ESC-50-master ..."
+	$(PY) -m ingest transfer $(foreach d,$(DATASETS),--dataset $(d)) --data $(DATA) --codec $(CODEC) \
+	  $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)); $(OK3)
+
+verify: venv ## re-read every shard under DATA: checksums, counts, decoding, catalog, DALI idx
+	$(PY) -m shards verify $(DATA)
+
+diets: venv ## (re)write the per-diet indexes over DATA's shards
+	$(PY) -m shards diet $(DATA)
+
+test: venv ## the whole test suite (slow tests included), as CI runs it
+	$(PY) -m pytest -n 2 -q
+
+test-fast: venv ## the suite without tests marked slow
+	$(PY) -m pytest -n 2 -q -m "not slow"
+
+bench: venv ## benchmarks against their naive peers; writes bench/results.json
+	$(PY) -m bench
+
+lint: venv
+	$(PY) -m ruff check .
+
+clean: ## remove generated data (not the venv)
+	rm -rf $(DEMO) bench/work bench/results.json .pytest_cache

@@ -1,0 +1,70 @@
+"""The clip catalog: the union of the per-shard Parquet parts that ingest committed.
+
+Its schema lives here, in the lowest layer, because every reader (verify, diets, loaders, the feature
+store) depends on it; ingest only writes it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shards import layout
+from shards.storage import Root
+
+CATALOG_SCHEMA = pa.schema([
+    ("key", pa.string()), ("collection", pa.string()), ("shard", pa.string()), ("corpus", pa.string()),
+    ("domain", pa.string()), ("subset", pa.string()), ("split", pa.string()), ("label", pa.string()),
+    ("speaker", pa.string()), ("source", pa.string()), ("start", pa.float64()), ("seconds", pa.float64()),
+    ("samples", pa.int64()), ("sample_rate", pa.int32()), ("source_rate", pa.int32()),
+    ("source_channels", pa.int32()), ("codec", pa.string()), ("extra", pa.string()), ("idx_line", pa.string()),
+])
+QUARANTINE_SCHEMA = pa.schema([
+    ("collection", pa.string()), ("corpus", pa.string()), ("source", pa.string()), ("key", pa.string()),
+    ("stage", pa.string()), ("reason", pa.string()),
+])
+# Fields of the catalog row that also go into each sample's `<key>.json` (extra as an object there).
+JSON_FIELDS = ("key", "collection", "shard", "corpus", "domain", "subset", "split", "label", "speaker", "source",
+               "start", "seconds", "samples", "sample_rate", "source_rate", "source_channels", "extra")
+
+
+def write_table(root: Root, rel: str, table: pa.Table, metadata: dict | None = None) -> None:
+    """Parquet (zstd) committed atomically; `metadata` values are stored as JSON."""
+    if metadata:
+        table = table.replace_schema_metadata({k: json.dumps(v) for k, v in metadata.items()})
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, compression="zstd")
+    root.write_bytes(rel, buf.getvalue().to_pybytes())
+
+
+def read_table(root: Root, rel: str, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(io.BytesIO(root.read_bytes(rel)), columns=columns)
+
+
+def table_metadata(root: Root, rel: str, key: str) -> dict:
+    schema = pq.read_schema(io.BytesIO(root.read_bytes(rel)))
+    return json.loads(schema.metadata[key.encode()])
+
+
+def collections(root: Root) -> list[str]:
+    """Collections whose completion record exists (only whole collections are read)."""
+    return [c for c in root.listdir("shards") if root.exists(layout.complete_path(c))]
+
+
+def read_catalog(root: Root, collection: str, columns: list[str] | None = None) -> pa.Table:
+    """All clips of a collection (the union of its committed parts), in shard then position order."""
+    folder = layout.clips_part_dir(collection)
+    parts = [read_table(root, f"{folder}/{name}", columns) for name in root.listdir(folder, ".parquet")]
+    schema = CATALOG_SCHEMA if columns is None else pa.schema([CATALOG_SCHEMA.field(c) for c in columns])
+    if not parts:
+        return schema.empty_table()
+    return pa.concat_tables([p.replace_schema_metadata(None).cast(schema) for p in parts])
+
+
+def read_quarantine(root: Root, collection: str) -> pa.Table:
+    folder = layout.quarantine_dir(collection)
+    parts = [read_table(root, f"{folder}/{n}") for n in root.listdir(folder, ".parquet")]
+    return pa.concat_tables(parts) if parts else QUARANTINE_SCHEMA.empty_table()

@@ -1,0 +1,32 @@
+"""Shared test helpers: a small mixed source tree (speech + cut non-speech) built from synthesized audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.config import IngestConfig, Source
+from ingest.synth import nonspeech, speechlike, write_audio
+from tests.fixtures import librispeech
+
+
+def build_mixed(root: Path) -> list[Source]:
+    """LibriSpeech fixture (3 utterances, not cut) + a folder corpus of long 44.1 kHz stereo WAVs (cut)."""
+    librispeech.build(root / "ls")
+    for i, seconds in enumerate((23.5, 12.0, 4.0)):
+        write_audio(root / "noise" / f"n{i}.wav", nonspeech(seconds, 44100, seed=i), 44100, channels=2)
+    return [Source("librispeech", "librispeech", str(root / "ls")),
+            Source("noise", "folder", str(root / "noise"), domain="nonspeech")]
+
+
+@pytest.fixture
+def mixed_sources(tmp_path: Path) -> list[Source]:
+    return build_mixed(tmp_path / "src")
+
+
+def small_config(data: Path | str, **overrides) -> IngestConfig:
+    """Cut every corpus (folder corpora are not cut by Table I) into 10-s clips, 25 s per shard."""
+    values = {"data": str(data), "workers": 0, "shard_seconds": 25.0, "clip_seconds": 10.0}
+    values.update(overrides)
+    return IngestConfig(**values)

@@ -1,0 +1,124 @@
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import soxr
+
+from ingest.__main__ import main as ingest_main
+from ingest.engine import FingerprintMismatch, build_collection
+from ingest.keys import clip_key
+from shards.catalog import read_catalog
+from shards.storage import Root
+from shards.verify import verify
+from tests.conftest import small_config
+
+
+def _files(data: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(data)): p.read_bytes() for p in sorted(data.rglob("*"))
+            if p.is_file() and p.suffix in (".tar", ".idx") or p.parent.name == "clips"}
+
+
+def test_collection_round_trip_verifies_and_catalog_matches(tmp_path, mixed_sources):
+    summary = build_collection(mixed_sources, small_config(tmp_path / "d"))
+    assert summary.corpora["librispeech"]["clips"] == 3
+    # 23.5 s -> 10 + 10 + 3.5 (kept tail), 12 s -> 10 + 2, 4 s -> 4 (shorter than a clip: kept whole)
+    assert summary.corpora["noise"]["clips"] == 6
+    report = verify(str(tmp_path / "d"))
+    assert report.ok, report.problems
+    assert report.samples == 9
+    catalog = read_catalog(Root(tmp_path / "d"), "pretrain").to_pylist()
+    keys = [r["key"] for r in catalog]
+    assert len(set(keys)) == len(keys)
+    noise = sorted((r["source"], r["start"], r["seconds"]) for r in catalog if r["corpus"] == "noise")
+    assert noise == [("n0.wav", 0.0, 10.0), ("n0.wav", 10.0, 10.0), ("n0.wav", 20.0, 3.5),
+                     ("n1.wav", 0.0, 10.0), ("n1.wav", 10.0, 2.0), ("n2.wav", 0.0, 4.0)]
+    assert "noise__n0__000020000" in keys and "librispeech__train-clean-100-19-198-19-198-0001__000000000" in keys
+    # corpora are interleaved: no shard is a single corpus run when both corpora have clips in it
+    assert {r["sample_rate"] for r in catalog} == {16000}
+
+
+def test_clip_audio_equals_soxr_reference_within_one_lsb(tmp_path, mixed_sources):
+    build_collection(mixed_sources, small_config(tmp_path / "d", codec="wav"))
+    root = Root(tmp_path / "d")
+    row = next(r for r in read_catalog(root, "pretrain").to_pylist() if r["key"] == "noise__n0__000010000")
+    import tarfile
+    with tarfile.open(tmp_path / "d" / "shards" / "pretrain" / f"{row['shard']}.tar") as tar:
+        pcm, rate = sf.read(tar.extractfile(f"{row['key']}.wav"), dtype="int16")
+    src, sr = sf.read(Path(mixed_sources[1].root) / "n0.wav", dtype="float32", start=441000, stop=882000)
+    reference = soxr.resample(src.mean(axis=1), sr, 16000, "HQ")
+    reference = np.clip(np.rint(reference * 32767), -32768, 32767)
+    assert rate == 16000 and len(pcm) == 160000
+    assert np.max(np.abs(pcm.astype(np.int32) - reference[:160000].astype(np.int32))) <= 1
+
+
+def test_same_input_gives_byte_identical_shards(tmp_path, mixed_sources):
+    build_collection(mixed_sources, small_config(tmp_path / "a"))
+    build_collection(mixed_sources, small_config(tmp_path / "b", workers=2))
+    a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert a.keys() == b.keys() and len(a) == 6  # 2 shards x (tar, idx, catalog part)
+    assert all(a[k] == b[k] for k in a)
+
+
+def test_rerun_skips_committed_shards(tmp_path, mixed_sources):
+    first = build_collection(mixed_sources, small_config(tmp_path / "d"))
+    again = build_collection(mixed_sources, small_config(tmp_path / "d"))
+    assert first.shards == again.shards == again.shards_skipped > 1
+    assert again.corpora == first.corpora
+
+
+def test_changed_settings_or_sources_refuse_with_one_line(tmp_path, mixed_sources, capsys):
+    build_collection(mixed_sources, small_config(tmp_path / "d"))
+    with pytest.raises(FingerprintMismatch, match="new collection"):
+        build_collection(mixed_sources, small_config(tmp_path / "d", codec="wav"))
+    with pytest.raises(FingerprintMismatch):
+        build_collection(mixed_sources[:1], small_config(tmp_path / "d"))
+    build_collection(mixed_sources[:1], small_config(tmp_path / "d", collection="more"))  # a new collection is fine
+    rc = ingest_main(["shards", "--corpus", f"noise=folder:{mixed_sources[1].root}", "--domain", "nonspeech",
+                      "--data", str(tmp_path / "d"), "--workers", "0"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "fingerprint" in err and "Traceback" not in err
+
+
+def test_table_one_cutting_and_tail_policies(tmp_path, mixed_sources):
+    cfg = small_config(tmp_path / "pad", clip_seconds=None, tail="pad")
+    build_collection(mixed_sources, cfg)  # folder corpora are not cut by default: one clip per file
+    rows = read_catalog(Root(tmp_path / "pad"), "pretrain").to_pylist()
+    assert sorted(r["seconds"] for r in rows if r["corpus"] == "noise") == [4.0, 12.0, 23.5]
+    build_collection(mixed_sources, small_config(tmp_path / "p2", tail="pad"))
+    rows = {r["key"]: r for r in read_catalog(Root(tmp_path / "p2"), "pretrain").to_pylist()}
+    tail = rows["noise__n0__000020000"]
+    assert tail["seconds"] == 3.5 and tail["samples"] == 160000  # valid length kept, audio padded
+    build_collection(mixed_sources, small_config(tmp_path / "dr", tail="drop"))
+    keys = {r["key"] for r in read_catalog(Root(tmp_path / "dr"), "pretrain").to_pylist()}
+    assert "noise__n0__000020000" not in keys and "noise__n1__000010000" not in keys
+    assert "noise__n2__000000000" in keys  # a file shorter than one clip is kept whole
+
+
+def test_keys_are_stable_and_collisions_are_refused(tmp_path):
+    assert clip_key("librispeech", "train-clean-100/19/198/19-198-0001.flac", 0.0) == \
+        "librispeech__train-clean-100-19-198-19-198-0001__000000000"
+    assert clip_key("ami", "ES2002a/audio/ES2002a.Array1-01.wav", 12.34) == "ami__ES2002a-audio-ES2002a-Array1-01__000012340"
+    long = clip_key("folder", "x/" * 80 + "y.wav", 0.0)
+    assert len(long) == 95 and long == clip_key("folder", "x/" * 80 + "y.wav", 0.0)
+    from ingest.synth import nonspeech, write_audio
+    write_audio(tmp_path / "c" / "a-b.wav", nonspeech(1.0, 16000), 16000)
+    write_audio(tmp_path / "c" / "a" / "b.wav", nonspeech(1.0, 16000), 16000)
+    rc = ingest_main(["shards", "--corpus", f"c=folder:{tmp_path / 'c'}", "--domain", "nonspeech",
+                      "--data", str(tmp_path / "d"), "--workers", "0"])
+    assert rc == 1
+
+
+def test_catalog_parts_carry_shard_checksums(tmp_path, mixed_sources):
+    build_collection(mixed_sources, small_config(tmp_path / "d"))
+    index = pq.read_table(tmp_path / "d" / "shards" / "pretrain" / "index.parquet").to_pylist()
+    done = json.loads((tmp_path / "d" / "shards" / "pretrain" / "_COMPLETE.json").read_text())
+    assert sum(r["samples"] for r in index) == 9 and done["shards"] == len(index)
+    import hashlib
+    for r in index:
+        assert hashlib.sha256((tmp_path / "d" / r["path"]).read_bytes()).hexdigest() == r["sha256"]
+    assert not list((tmp_path / "d").rglob(".tmp-*"))
+    assert os.environ.get("AWS_SECRET_ACCESS_KEY", "@@none@@") not in json.dumps(done)
