@@ -60,7 +60,8 @@ def _entries(manifest: Path) -> list[tuple[Path, Path | None]]:
     """(wav, transcript) paths as the manifest states them: absolute, or relative to the corpus root."""
     if manifest.suffix.lower() == ".csv":
         with open(manifest, newline="", encoding="utf-8") as f:
-            return [(Path(r[0]), Path(r[1]) if len(r) > 1 else None) for r in csv.reader(f) if r]
+            return [(Path(r[0]), Path(r[1]) if len(r) > 1 else None) for r in csv.reader(f)
+                    if r and r[0] != "wav_path"]  # deepspeech.pytorch writes no header; tolerate one
     if manifest.suffix.lower() != ".json":
         raise ValueError(f"commonvoice: manifest {str(manifest)!r} must be a deepspeech.pytorch "
                          ".json or .csv file")
@@ -80,7 +81,7 @@ def _entries(manifest: Path) -> list[tuple[Path, Path | None]]:
 def _locate(root: Path, stated: Path) -> str | None:
     """The entry's path relative to the root, or None if its file is not there."""
     candidate = Path(os.path.normpath(stated if stated.is_absolute() else root / stated))
-    for base in dict.fromkeys((root.absolute(), root.resolve())):
+    for base in dict.fromkeys((Path(os.path.normpath(root.absolute())), root.resolve())):
         if candidate.is_relative_to(base) and candidate.is_file():
             return candidate.relative_to(base).as_posix()
     for n in (3, 2):  # deepspeech.pytorch's own tree: <split>/wav/<name>.wav, then wav/<name>.wav

@@ -1,7 +1,8 @@
 """VoxCeleb 1 and/or 2 (Table I "VoxCeleb"): one example per utterance file, not cut.
 
-The root holds `wav/` (VoxCeleb1, `wav/id?????/<ytid>/?????.wav`) and/or `aac/` (VoxCeleb2,
-`aac/id?????/<ytid>/?????.m4a`), plus the metadata files if downloaded beside them:
+The root holds `wav/` (VoxCeleb1, `wav/id?????/<ytid>/?????.wav`) and/or VoxCeleb2's
+`aac/id?????/<ytid>/?????.m4a` (the dev archive unpacks to `dev/aac/`, the test archive to `aac/`; both
+are read, paths keep the folder), plus the metadata files if downloaded beside them:
 - `iden_split.txt` (`<1|2|3> <id>/<ytid>/<utt>.wav`): when present only set 1 (train) is kept, since the
   paper used training partitions only; without it every VoxCeleb1 file is used.
 - `vox1_meta.csv` (tab-separated: id, VGGFace id, gender, nationality, set) -> extra gender/nationality.
@@ -22,8 +23,8 @@ from ingest.records import Recording
 
 log = logging.getLogger(__name__)
 
-LAYOUT = "wav/id?????/<ytid>/?????.wav (VoxCeleb1) and/or aac/id?????/<ytid>/?????.m4a (VoxCeleb2)"
-SUBSETS = {"vox1": ("wav", "*.wav"), "vox2": ("aac", "*.m4a")}
+LAYOUT = "wav/id?????/<ytid>/?????.wav (VoxCeleb1) and/or [dev/]aac/id?????/<ytid>/?????.m4a (VoxCeleb2)"
+SUBSETS = {"vox1": ("wav",), "vox2": ("dev/aac", "aac")}  # folders, as each release archive unpacks
 
 
 def _meta(path: Path, delimiter: str) -> dict[str, list[str]]:
@@ -46,7 +47,7 @@ def _iden_train(root: Path) -> set[str] | None:
 
 def _subsets(root: Path, subsets: Sequence[str] | None) -> list[str]:
     if subsets is None:
-        present = [s for s, (folder, _) in SUBSETS.items() if (root / folder).is_dir()]
+        present = [s for s, folders in SUBSETS.items() if any((root / f).is_dir() for f in folders)]
         if not present:
             require(root / "wav", "voxceleb", LAYOUT)
         return present
@@ -55,7 +56,8 @@ def _subsets(root: Path, subsets: Sequence[str] | None) -> list[str]:
         raise ValueError(f"voxceleb: subsets must be a non-empty list from {sorted(SUBSETS)}, "
                          f"got {subsets!r}")
     for s in subsets:
-        require(root / SUBSETS[s][0], "voxceleb", LAYOUT)
+        if not any((root / f).is_dir() for f in SUBSETS[s]):
+            require(root / SUBSETS[s][-1], "voxceleb", LAYOUT)
     return sorted(set(subsets))
 
 
@@ -83,7 +85,7 @@ def _vox1(root: Path) -> Iterator[Recording]:
 def _vox2(root: Path) -> Iterator[Recording]:
     meta = _meta(root / "vox2_meta.csv", ",")
     excluded = 0
-    for m4a in sorted((root / "aac").glob("id*/*/*.m4a")):
+    for m4a in sorted(m for folder in SUBSETS["vox2"] for m in (root / folder).glob("id*/*/*.m4a")):
         speaker = m4a.parent.parent.name
         row = meta.get(speaker)
         if meta and (row is None or len(row) < 3 or row[2] != "dev"):

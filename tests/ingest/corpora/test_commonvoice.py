@@ -89,3 +89,12 @@ def test_missing_layout_is_one_clear_error(tmp_path):
         list(get("commonvoice").recordings(tmp_path))
     with pytest.raises(FileNotFoundError, match="commonvoice: expected .*nope.json"):
         list(get("commonvoice").recordings(tmp_path, {"manifest": "nope.json"}))
+
+
+def test_csv_manifest_with_relative_paths_and_a_header(tmp_path):
+    fixture.build_deepspeech(tmp_path)
+    stem = "common_voice_en_18518301"
+    (tmp_path / "mine.csv").write_text(f"wav_path,txt_path\ntrain/wav/{stem}.wav,train/txt/{stem}.txt\n")
+    records = list(get("commonvoice").recordings(tmp_path, {"manifest": "mine.csv"}))
+    assert [(r.path, r.extra["transcript_path"]) for r in records] == [
+        ("train/wav/common_voice_en_18518301.wav", "train/txt/common_voice_en_18518301.txt")]

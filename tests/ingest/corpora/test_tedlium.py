@@ -66,3 +66,14 @@ def test_root_must_be_the_parent_of_tedlium_release_3(tmp_path):
     fixture.build(tmp_path)
     with pytest.raises(FileNotFoundError, match="tedlium: expected"):
         list(get("tedlium").recordings(tmp_path / "TEDLIUM_release-3"))
+
+
+def test_talk_without_stm_keeps_going_with_a_warning(tmp_path, caplog):
+    import logging
+
+    fixture.build(tmp_path)
+    (tmp_path / "TEDLIUM_release-3/data/stm/ElizabethGilbert_2009.stm").unlink()
+    with caplog.at_level(logging.WARNING, logger="ingest.corpora.tedlium"):
+        records = list(get("tedlium").recordings(tmp_path))
+    assert [r.speaker for r in records][:2] == ["AaronHuey_2010X", None]
+    assert "1 talk(s)" in caplog.text

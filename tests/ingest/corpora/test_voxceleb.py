@@ -6,8 +6,8 @@ from tests.fixtures import voxceleb as fixture
 
 VOX1_TRAIN = ["wav/id10001/1zcIwhmdeo4/00001.wav", "wav/id10001/1zcIwhmdeo4/00002.wav",
               "wav/id10002/0_laIeN-Q44/00001.wav"]
-VOX2_DEV = ["aac/id00012/21Uxsk56VDQ/00001.m4a", "aac/id00012/21Uxsk56VDQ/00002.m4a",
-            "aac/id00015/0fijmz4vTVU/00001.m4a"]
+VOX2_DEV = ["dev/aac/id00012/21Uxsk56VDQ/00001.m4a", "dev/aac/id00012/21Uxsk56VDQ/00002.m4a",
+            "dev/aac/id00015/0fijmz4vTVU/00001.m4a"]
 
 
 def test_voxceleb_keeps_vox1_iden_train_and_vox2_dev_only(tmp_path):
@@ -28,7 +28,7 @@ def test_without_split_files_every_file_is_used(tmp_path):
         (tmp_path / name).unlink()
     records = list(get("voxceleb").recordings(tmp_path))
     assert len([r for r in records if r.subset == "vox1"]) == 5
-    assert [r.path for r in records if r.subset == "vox2"][-1] == "aac/id00017/01dfn2spqyE/00001.m4a"
+    assert [r.path for r in records if r.subset == "vox2"] == ["aac/id00017/01dfn2spqyE/00001.m4a"] + VOX2_DEV
     assert {tuple(r.extra) for r in records} == {()}
 
 
@@ -62,6 +62,7 @@ def test_requested_subset_that_is_missing_is_one_clear_error(tmp_path):
     import shutil
 
     shutil.rmtree(tmp_path / "aac")
+    shutil.rmtree(tmp_path / "dev")
     with pytest.raises(FileNotFoundError, match="voxceleb: expected .*aac"):
         list(get("voxceleb").recordings(tmp_path, {"subsets": ["vox1", "vox2"]}))
 
@@ -80,3 +81,12 @@ def test_iden_train_files_missing_on_disk_are_reported(tmp_path, caplog):
         records = list(get("voxceleb").recordings(tmp_path, {"subsets": ["vox1"]}))
     assert [r.path for r in records] == [VOX1_TRAIN[0], VOX1_TRAIN[2]]
     assert "1 file(s) of iden_split.txt set 1 are missing" in caplog.text
+
+
+def test_vox2_moved_up_to_a_plain_aac_folder(tmp_path):
+    fixture.build(tmp_path)
+    (tmp_path / "dev" / "aac" / "id00012").rename(tmp_path / "aac" / "id00012")
+    records = list(get("voxceleb").recordings(tmp_path, {"subsets": ["vox2"]}))
+    assert [r.path for r in records] == ["aac/id00012/21Uxsk56VDQ/00001.m4a",
+                                         "aac/id00012/21Uxsk56VDQ/00002.m4a",
+                                         "dev/aac/id00015/0fijmz4vTVU/00001.m4a"]
