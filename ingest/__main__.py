@@ -19,7 +19,7 @@ from rich.table import Table
 from ingest import demo
 from ingest.config import IngestConfig
 from ingest.engine import Progress as EngineProgress
-from ingest.engine import Summary, build_collection
+from ingest.engine import Summary, build_collection, write_windows
 from ingest.sources import load_config, parse_cli_source
 from shards.configs import add_arguments, from_args, from_mapping
 
@@ -88,6 +88,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         source = parse_cli_source(spec, args.domain)
         cfg = replace(from_args(IngestConfig, args), collection=source.name, clip_seconds=None)
         status = max(status, _run([source], cfg))
+        windows = write_windows(source, cfg)
+        if windows:
+            console.print(f"{source.name}: {windows} windows in catalog/{source.name}/windows.parquet")
     return status
 
 

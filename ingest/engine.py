@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ingest import corpora
 from ingest.config import IngestConfig, Source
+from ingest.keys import clip_key
 from ingest.plan import Listed, Probe, build_plan, deduplicate, needs_audio_hash, probe_batch
 from ingest.write import ShardJob, ShardResult, write_shard
 from shards import layout
@@ -50,9 +51,10 @@ class Summary:
                                               "duplicates": 0, "tails_dropped": 0})
 
     def to_dict(self) -> dict:
+        """The collection's facts (not this run's: how many shards were skipped is left out, so a
+        resumed run writes the same completion record as an uninterrupted one)."""
         return {"collection": self.collection, "fingerprint": self.fingerprint, "corpora": self.corpora,
-                "shards": self.shards, "shards_skipped": self.shards_skipped, "quarantined": self.quarantined,
-                "duplicates": self.duplicates}
+                "shards": self.shards, "quarantined": self.quarantined, "duplicates": self.duplicates}
 
 
 class Progress:
@@ -231,3 +233,41 @@ def _decode_quarantine_counts(root: Root, collection: str) -> dict[str, int]:
         for corpus in table.column("corpus").to_pylist():
             counts[corpus] = counts.get(corpus, 0) + 1
     return counts
+
+
+WINDOW_SCHEMA = pa.schema([
+    ("key", pa.string()), ("video_id", pa.string()), ("start", pa.float64()), ("end", pa.float64()),
+    ("offset", pa.float64()), ("label", pa.string()), ("split", pa.string()), ("limited_train", pa.bool_()),
+])
+
+
+def write_windows(source: Source, cfg: IngestConfig, batch: int = 100_000) -> int:
+    """For datasets whose examples are windows of long recordings (AVA-Speech: 1-s clips at a 10-ms hop),
+    write `catalog/<collection>/windows.parquet` pointing into the shard samples; no audio is copied.
+    `offset` is the window start within its sample `key`. Returns the number of windows (0: none defined).
+    """
+    import importlib
+
+    module = importlib.import_module(f"ingest.corpora.{source.adapter}")
+    if not hasattr(module, "windows"):
+        return 0
+    adapter = corpora.get(source.adapter)
+    root_dir = adapter.resolve_root(source.root)
+    samples = {r.path: r for r in adapter.recordings(source.root, source.options)}
+    import pyarrow.parquet as pq
+
+    root, count = Root(cfg.data), 0
+    with root.writer(layout.windows_path(cfg.collection)) as out:
+        writer = pq.ParquetWriter(out.file, WINDOW_SCHEMA, compression="zstd")
+        rows: list[dict] = []
+        for w in module.windows(root_dir, **source.options):
+            rec = samples[w.path]
+            rows.append({"key": clip_key(source.name, rec.path, rec.start), "video_id": w.video_id,
+                         "start": w.start, "end": w.end, "offset": round(w.start - rec.start, 6),
+                         "label": w.label, "split": w.split, "limited_train": w.limited_train})
+            if len(rows) >= batch:
+                writer.write_table(pa.Table.from_pylist(rows, schema=WINDOW_SCHEMA))
+                count, rows = count + len(rows), []
+        writer.write_table(pa.Table.from_pylist(rows, schema=WINDOW_SCHEMA))
+        writer.close()
+    return count + len(rows)

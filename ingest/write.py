@@ -58,7 +58,7 @@ def clip_pcm(row: dict) -> "audio.np.ndarray":
     """Decode, downmix, resample one planned clip to exactly its stored length (int16)."""
     data, rate = audio.read(row["source_path"], row["start"], row["seconds"])
     if len(data) == 0:
-        raise audio.BadAudio("no audio frames in clip region (file shorter than its header says)")
+        raise audio.BadAudio(f"no audio at {row['start']:.2f}s: the region lies past the end of the file")
     expected = int(round(row["seconds"] * rate))
     if len(data) < expected - 1:  # tolerate one frame of rounding at the file's end
         raise audio.BadAudio(f"truncated: read {len(data)} of {expected} frames at {row['start']:.2f}s")

@@ -62,8 +62,9 @@ def make_executor(workers: int | None = None, scheduler: str | None = None,
     if workers == 0:
         yield InlineExecutor()
         return
-    # forkserver: workers start clean (no inherited threads/locks from the driver), cheaply.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+    # spawn: workers start clean (no inherited threads/locks) and with the environment as it is *now*
+    # (forkserver would keep the environment of its first use, e.g. AWS_* set later in a notebook).
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield pool
 
 

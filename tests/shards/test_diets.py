@@ -1,0 +1,44 @@
+"""Per-diet DALI indexes: DALI's own webdataset reader returns exactly the diet's samples, no copy."""
+
+import json
+
+import numpy as np
+
+from ingest.engine import build_collection
+from shards.catalog import read_catalog
+from shards.diets import write_diet
+from shards.storage import Root
+from tests.conftest import small_config
+
+
+def _dali_keys(tar: str, idx: str) -> list[str]:
+    from nvidia.dali import fn, pipeline_def
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)  # CPU: no GPU needed
+    def pipe():
+        audio, meta = fn.readers.webdataset(paths=[tar], index_paths=[idx], ext=["flac", "json"], name="r")
+        return audio, meta
+
+    p = pipe()
+    p.build()
+    keys = []
+    for _ in range(p.epoch_size("r")):
+        _, meta = p.run()
+        keys.append(json.loads(bytes(np.array(meta[0])).decode())["key"])
+    return keys
+
+
+def test_diets_select_by_domain_and_dali_reads_only_them(tmp_path, mixed_sources):
+    data = tmp_path / "d"
+    build_collection(mixed_sources, small_config(data))
+    catalog = read_catalog(Root(data), "pretrain").to_pylist()
+    manifests = {d: write_diet(str(data), d) for d in ("speech", "nonspeech", "all")}
+    assert manifests["speech"]["samples"] == 3 and manifests["nonspeech"]["samples"] == 6
+    assert manifests["all"]["samples"] == len(catalog) == 9
+    for diet, domains in (("speech", {"speech"}), ("nonspeech", {"nonspeech"})):
+        for shard in manifests[diet]["shards"]:
+            got = _dali_keys(str(data / shard["tar"]), str(data / shard["idx"]))
+            want = [r["key"] for r in catalog if r["shard"] == shard["shard"] and r["domain"] in domains]
+            assert got == want and len(got) == shard["samples"]
+    custom = write_diet(str(data), "just-noise", corpora=["noise"])
+    assert custom["per_corpus"] == {"noise": {"samples": 6, "seconds": 39.5}}
