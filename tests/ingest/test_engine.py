@@ -101,7 +101,8 @@ def test_table_one_cutting_and_tail_policies(tmp_path, mixed_sources):
 def test_keys_are_stable_and_collisions_are_refused(tmp_path):
     assert clip_key("librispeech", "train-clean-100/19/198/19-198-0001.flac", 0.0) == \
         "librispeech__train-clean-100-19-198-19-198-0001__000000000"
-    assert clip_key("ami", "ES2002a/audio/ES2002a.Array1-01.wav", 12.34) == "ami__ES2002a-audio-ES2002a-Array1-01__000012340"
+    assert clip_key("ami", "ES2002a/audio/ES2002a.Array1-01.wav", 12.34) == \
+        "ami__ES2002a-audio-ES2002a-Array1-01__000012340"
     long = clip_key("folder", "x/" * 80 + "y.wav", 0.0)
     assert len(long) == 95 and long == clip_key("folder", "x/" * 80 + "y.wav", 0.0)
     from ingest.synth import nonspeech, write_audio
