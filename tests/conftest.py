@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ingest.config import IngestConfig, Source
-from ingest.synth import nonspeech, speechlike, write_audio
+from ingest.synth import nonspeech, write_audio
 from tests.fixtures import librispeech
 
 
