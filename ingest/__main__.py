@@ -60,9 +60,9 @@ def _summary_table(summary: Summary) -> Table:
     return table
 
 
-def _run(sources, cfg: IngestConfig) -> int:
+def _run(sources, cfg: IngestConfig, purpose: str = "pretrain") -> int:
     with _progress_bar() as bar:
-        summary = build_collection(sources, cfg, RichProgress(bar))
+        summary = build_collection(sources, cfg, RichProgress(bar), purpose=purpose)
     console.print(_summary_table(summary))
     clips = sum(c["clips"] for c in summary.corpora.values())
     console.print(f"{summary.collection}: {clips} clips in {summary.shards} shards "
@@ -87,7 +87,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     for spec in args.dataset:
         source = parse_cli_source(spec, args.domain)
         cfg = replace(from_args(IngestConfig, args), collection=source.name, clip_seconds=None)
-        status = max(status, _run([source], cfg))
+        status = max(status, _run([source], cfg, purpose="transfer"))
         windows = write_windows(source, cfg)
         if windows:
             console.print(f"{source.name}: {windows} windows in catalog/{source.name}/windows.parquet")

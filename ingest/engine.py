@@ -30,6 +30,9 @@ from shards.storage import Root
 log = logging.getLogger(__name__)
 
 
+PURPOSES = ("pretrain", "transfer")
+
+
 class FingerprintMismatch(ValueError):
     """A collection exists with other settings or other sources: refuse rather than mix them."""
 
@@ -114,8 +117,14 @@ def _probe_all(executor, listed: Sequence[Listed], cfg: IngestConfig) -> list[Pr
     return probes  # type: ignore[return-value]
 
 
-def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Progress | None = None) -> Summary:
-    """Ingest `sources` into `shards/<cfg.collection>/` under `cfg.data`; returns the run's summary."""
+def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Progress | None = None,
+                     purpose: str = "pretrain") -> Summary:
+    """Ingest `sources` into `shards/<cfg.collection>/` under `cfg.data`; returns the run's summary.
+
+    `purpose` ("pretrain" or "transfer") is recorded so that diets never draw on held-out datasets.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose={purpose!r}, expected one of {PURPOSES}")
     progress = progress or Progress()
     collection = layout.check_collection(cfg.collection)
     root = Root(cfg.data)
@@ -124,7 +133,7 @@ def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Pro
     summary = Summary(collection, fp)
     for item in listed:
         summary.corpus(item.recording.corpus)["recordings"] += 1
-    manifest = {"collection": collection, "fingerprint": fp, "config": cfg.fingerprint_fields(),
+    manifest = {"collection": collection, "fingerprint": fp, "purpose": purpose, "config": cfg.fingerprint_fields(),
                 "sources": [s.to_dict() for s in sources]}
     with make_executor(cfg.workers, cfg.scheduler, cfg.jobqueue) as executor:
         plan = _frozen_plan(root, collection, manifest, listed, cfg, executor, summary)
@@ -220,7 +229,8 @@ def _finish(root: Root, collection: str, results: Sequence[ShardResult], summary
                           ("samples", pa.int64()), ("bytes", pa.int64()), ("seconds", pa.float64()),
                           ("sha256", pa.string())]))
     write_table(root, layout.shard_index_path(collection), index)
-    record = {**summary.to_dict(), "config": manifest["config"], "sources": manifest["sources"]}
+    record = {**summary.to_dict(), "purpose": manifest["purpose"], "config": manifest["config"],
+              "sources": manifest["sources"]}
     root.write_bytes(layout.complete_path(collection), json.dumps(record, indent=1, sort_keys=True).encode())
 
 

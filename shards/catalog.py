@@ -49,9 +49,13 @@ def table_metadata(root: Root, rel: str, key: str) -> dict:
     return json.loads(schema.metadata[key.encode()])
 
 
-def collections(root: Root) -> list[str]:
-    """Collections whose completion record exists (only whole collections are read)."""
-    return [c for c in root.listdir("shards") if root.exists(layout.complete_path(c))]
+def collections(root: Root, purpose: str | None = None) -> list[str]:
+    """Collections whose completion record exists (only whole collections are read), optionally only
+    those ingested for `purpose` ("pretrain" or "transfer")."""
+    names = [c for c in root.listdir("shards") if root.exists(layout.complete_path(c))]
+    if purpose is None:
+        return names
+    return [c for c in names if json.loads(root.read_bytes(layout.complete_path(c))).get("purpose") == purpose]
 
 
 def read_catalog(root: Root, collection: str, columns: list[str] | None = None) -> pa.Table:

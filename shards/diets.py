@@ -33,13 +33,16 @@ class DietShard:
 
 def write_diet(data: str, diet: str, corpora: list[str] | None = None,
                collections: list[str] | None = None) -> dict:
-    """Write the diet's per-shard indexes and its manifest `diets/<diet>.json`; returns the manifest."""
+    """Write the diet's per-shard indexes and its manifest `diets/<diet>.json`; returns the manifest.
+
+    By default a diet draws on every complete pre-training collection, never on transfer datasets.
+    """
     root = Root(data)
     if corpora is None and diet not in DIETS:
         raise ValueError(f"diet {diet!r}: not one of {sorted(DIETS)}; name its corpora (--corpora a,b)")
-    names = collections or complete_collections(root)
+    names = collections or complete_collections(root, purpose="pretrain")  # never held-out datasets
     if not names:
-        raise ValueError(f"{data}: no complete collection to build diet {diet!r} from")
+        raise ValueError(f"{data}: no complete pre-training collection to build diet {diet!r} from")
     shards, per_corpus = [], {}
     for collection in names:
         table = read_catalog(root, collection, ["shard", "corpus", "domain", "seconds", "idx_line"])

@@ -42,3 +42,15 @@ def test_diets_select_by_domain_and_dali_reads_only_them(tmp_path, mixed_sources
             assert got == want and len(got) == shard["samples"]
     custom = write_diet(str(data), "just-noise", corpora=["noise"])
     assert custom["per_corpus"] == {"noise": {"samples": 6, "seconds": 39.5}}
+
+
+def test_default_diets_never_draw_on_transfer_datasets(tmp_path, mixed_sources):
+    from tests.fixtures import esc50
+    from ingest.config import Source
+
+    data = tmp_path / "d"
+    build_collection(mixed_sources, small_config(data))
+    build_collection([Source("esc50", "esc50", str(esc50.build(tmp_path / "esc")))],
+                     small_config(data, collection="esc50", clip_seconds=None), purpose="transfer")
+    manifest = write_diet(str(data), "nonspeech")
+    assert manifest["collections"] == ["pretrain"] and set(manifest["per_corpus"]) == {"noise"}
