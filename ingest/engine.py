@@ -11,11 +11,13 @@ import hashlib
 import json
 import logging
 import os
-from concurrent.futures import as_completed
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, as_completed, wait
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingest import corpora
 from ingest.config import IngestConfig, Source
@@ -24,7 +26,7 @@ from ingest.plan import Listed, Probe, build_plan, deduplicate, needs_audio_hash
 from ingest.write import ShardJob, ShardResult, write_shard
 from shards import layout
 from shards.catalog import QUARANTINE_SCHEMA, read_table, write_table
-from shards.executor import make_executor
+from shards.executor import default_workers, make_executor
 from shards.storage import Root
 
 log = logging.getLogger(__name__)
@@ -137,13 +139,12 @@ def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Pro
                 "sources": [s.to_dict() for s in sources]}
     with make_executor(cfg.workers, cfg.scheduler, cfg.jobqueue) as executor:
         plan = _frozen_plan(root, collection, manifest, listed, cfg, executor, summary)
-        jobs = _jobs(plan, cfg, collection)
-        progress.planned(plan.num_rows, float(sum(plan.column("seconds").to_pylist())))
+        progress.planned(plan.num_rows, float(pc.sum(plan.column("seconds")).as_py() or 0.0))
         for d in (layout.shard_dir(collection), layout.clips_part_dir(collection)):
             root.remove_stale_temporaries(d)
         results = []
-        for future in as_completed([executor.submit(write_shard, job) for job in jobs]):
-            result = future.result()
+        in_flight = 2 * (cfg.workers or default_workers()) if not (cfg.scheduler or cfg.jobqueue) else 256
+        for result in bounded_map(executor, write_shard, _jobs(plan, cfg, collection), in_flight):
             results.append(result)
             progress.shard_done(result)
     _finish(root, collection, sorted(results, key=lambda r: r.shard), summary, manifest)
@@ -199,13 +200,27 @@ def _count_plan_outcomes(summary: Summary, meta: dict) -> None:
     summary.duplicates += sum(meta["duplicates"].values())
 
 
-def _jobs(plan: pa.Table, cfg: IngestConfig, collection: str) -> list[ShardJob]:
-    rows = plan.to_pylist()
-    by_shard: dict[str, list[dict]] = {}
-    for row in rows:
-        by_shard.setdefault(row["shard"], []).append(row)
-    return [ShardJob(cfg.data, collection, shard, cfg.codec, tuple(sorted(rs, key=lambda r: r["position"])))
-            for shard, rs in sorted(by_shard.items())]
+def _jobs(plan: pa.Table, cfg: IngestConfig, collection: str) -> Iterator[ShardJob]:
+    """One job per shard, made only when submitted: the plan is in (shard, position) order, so each job is
+    one contiguous slice of the Arrow table and the driver never holds every row as Python objects."""
+    shards = plan.column("shard").to_numpy(zero_copy_only=False)
+    starts = [0] + [i for i in range(1, len(shards)) if shards[i] != shards[i - 1]] + [len(shards)]
+    for begin, end in zip(starts[:-1], starts[1:]):
+        rows = plan.slice(begin, end - begin).to_pylist()
+        yield ShardJob(cfg.data, collection, rows[0]["shard"], cfg.codec, tuple(rows))
+
+
+def bounded_map(executor: Executor, fn, jobs: Iterable, in_flight: int) -> Iterator:
+    """Results of fn(job) as they complete, with at most `in_flight` jobs submitted at once, so pending
+    payloads never pile up in memory (a 1,200-shard plan would otherwise be queued whole)."""
+    pending: set = set()
+    for job in jobs:
+        if len(pending) >= in_flight:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in done)
+        pending.add(executor.submit(fn, job))
+    for future in as_completed(pending):
+        yield future.result()
 
 
 def _finish(root: Root, collection: str, results: Sequence[ShardResult], summary: Summary,
