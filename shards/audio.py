@@ -181,8 +181,9 @@ def to_mono_16k(data: np.ndarray, rate: int) -> np.ndarray:
 
 
 def to_pcm16(mono: np.ndarray) -> np.ndarray:
-    """float [-1, 1] -> int16 with clipping (the same rounding libsndfile applies)."""
-    return np.clip(np.rint(mono * 32767.0), -32768, 32767).astype(np.int16)
+    """float -> int16 as x * 32768, rounded and clipped: the inverse of reading int16 as int/32768, so a
+    16 kHz mono PCM16 source (LibriSpeech, MUSAN) passes through bit-exactly."""
+    return np.clip(np.rint(mono * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def fit_length(pcm: np.ndarray, samples: int) -> np.ndarray:

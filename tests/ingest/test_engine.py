@@ -50,7 +50,7 @@ def test_clip_audio_equals_soxr_reference_within_one_lsb(tmp_path, mixed_sources
         pcm, rate = sf.read(tar.extractfile(f"{row['key']}.wav"), dtype="int16")
     src, sr = sf.read(Path(mixed_sources[1].root) / "n0.wav", dtype="float32", start=441000, stop=882000)
     reference = soxr.resample(src.mean(axis=1), sr, 16000, "HQ")
-    reference = np.clip(np.rint(reference * 32767), -32768, 32767)
+    reference = np.clip(np.rint(reference * 32768), -32768, 32767)
     assert rate == 16000 and len(pcm) == 160000
     assert np.max(np.abs(pcm.astype(np.int32) - reference[:160000].astype(np.int32))) <= 1
 
@@ -123,3 +123,15 @@ def test_catalog_parts_carry_shard_checksums(tmp_path, mixed_sources):
         assert hashlib.sha256((tmp_path / "d" / r["path"]).read_bytes()).hexdigest() == r["sha256"]
     assert not list((tmp_path / "d").rglob(".tmp-*"))
     assert os.environ.get("AWS_SECRET_ACCESS_KEY", "@@none@@") not in json.dumps(done)
+
+
+def test_16k_mono_pcm16_sources_pass_through_bit_exactly(tmp_path, mixed_sources):
+    import tarfile
+
+    build_collection(mixed_sources, small_config(tmp_path / "d"))
+    rows = [r for r in read_catalog(Root(tmp_path / "d"), "pretrain").to_pylist() if r["corpus"] == "librispeech"]
+    for row in rows:
+        with tarfile.open(tmp_path / "d" / "shards" / "pretrain" / f"{row['shard']}.tar") as tar:
+            stored, _ = sf.read(tar.extractfile(f"{row['key']}.flac"), dtype="int16")
+        source, _ = sf.read(Path(mixed_sources[0].root) / "LibriSpeech" / row["source"], dtype="int16")
+        assert np.array_equal(stored, source)
