@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, as_completed, wait
 from dataclasses import dataclass, field
-from collections.abc import Sequence
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,6 +22,7 @@ from ingest import corpora
 from ingest.config import IngestConfig, Source
 from ingest.keys import clip_key
 from ingest.plan import Listed, Probe, build_plan, deduplicate, needs_audio_hash, probe_batch
+from ingest.remote import is_url, shadow_tree
 from ingest.write import ShardJob, ShardResult, write_shard
 from shards import layout
 from shards.catalog import QUARANTINE_SCHEMA, read_table, write_table
@@ -71,7 +71,11 @@ class Progress:
 
 
 def list_sources(sources: Sequence[Source], cfg: IngestConfig) -> list[Listed]:
-    """Every recording of every source, in source order then adapter order (deterministic)."""
+    """Every recording of every source, in source order then adapter order (deterministic).
+
+    A source root may be a URL (`s3://bucket/LibriSpeech`): the adapter then reads a local shadow of the
+    layout and each recording's `source_path` is the object's URL.
+    """
     listed: list[Listed] = []
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
@@ -81,17 +85,38 @@ def list_sources(sources: Sequence[Source], cfg: IngestConfig) -> list[Listed]:
         options = dict(src.options)
         if adapter.kind == "custom":
             options.setdefault("domain", src.domain or adapter.domain)
-        base = adapter.base_dir(src.root)
+        local_root, url_base = _local_view(src.root, adapter.root_is_file)
+        base = adapter.base_dir(local_root)
+        if url_base is not None:  # the URL of the folder that recording paths are relative to
+            shadow_top = local_root.parent if adapter.root_is_file else local_root
+            rel = base.relative_to(shadow_top).as_posix()
+            url_base = url_base if rel == "." else f"{url_base}/{rel}"
         count = 0
-        for rec in adapter.recordings(src.root, options):
+        for rec in adapter.recordings(local_root, options):
             if rec.corpus != src.name:  # a user may ingest one adapter twice under two names
                 rec = type(rec).from_dict({**rec.to_dict(), "corpus": src.name})
-            listed.append(Listed(rec, str((base / rec.path).absolute()), adapter.cut))
+            local = base / rec.path
+            try:
+                size = local.stat().st_size
+            except OSError:
+                size = -1
+            source_path = f"{url_base}/{rec.path}" if url_base is not None else str(local.absolute())
+            listed.append(Listed(rec, source_path, adapter.cut, size))
             count += 1
         if count == 0:
             raise ValueError(f"{src.name}: no recordings found under {src.root!r} (adapter {src.adapter})")
         log.info("%s: %d recordings", src.name, count)
     return listed
+
+
+def _local_view(root: str, root_is_file: bool) -> tuple[Path, str | None]:
+    """(local path adapters read, URL of the folder it mirrors or None for local roots)."""
+    if not is_url(root):
+        return Path(root), None
+    if root_is_file:  # csv: the metadata file's folder is the corpus
+        folder, _, name = root.rstrip("/").rpartition("/")
+        return shadow_tree(folder) / name, folder
+    return shadow_tree(root), root.rstrip("/")
 
 
 def fingerprint(sources: Sequence[Source], listed: Sequence[Listed], cfg: IngestConfig) -> str:
@@ -100,11 +125,7 @@ def fingerprint(sources: Sequence[Source], listed: Sequence[Listed], cfg: Ingest
     h.update(json.dumps({"config": cfg.fingerprint_fields(), "sources": [s.to_dict() for s in sources]},
                         sort_keys=True, default=str).encode())
     for item in listed:
-        try:
-            size = os.stat(item.source_path).st_size
-        except OSError:
-            size = -1
-        h.update(json.dumps([item.recording.to_dict(), size, item.cut], sort_keys=True).encode())
+        h.update(json.dumps([item.recording.to_dict(), item.size, item.cut], sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 

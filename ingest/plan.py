@@ -9,14 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import soundfile as sf
 
 from ingest.config import IngestConfig
 from ingest.keys import clip_key
@@ -32,8 +30,9 @@ class Listed:
     """A recording with where its file is and how the engine should cut it."""
 
     recording: Recording
-    source_path: str  # absolute path the workers open
+    source_path: str  # absolute path or URL the workers open
     cut: bool  # Table I "^" (or --clip-seconds)
+    size: int = -1  # bytes, for the fingerprint (-1: missing; the probe quarantines it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +62,7 @@ def probe_batch(batch: Sequence[tuple[int, str, bool]]) -> list[Probe]:
 
 def _audio_hash(path: str) -> str:
     """sha256 of the decoded PCM16 samples: finds the same sound re-encoded or renamed."""
-    if Path(path).suffix.lower() in audio.PYAV_SUFFIXES:
-        data, _ = audio.read(path)
-        samples = audio.to_pcm16(data)
-    else:
-        try:
-            samples, _ = sf.read(path, dtype="int16", always_2d=True)
-        except Exception as err:
-            raise audio.BadAudio(f"not decodable audio: {str(err).splitlines()[0][:160]}") from None
-    return hashlib.sha256(np.ascontiguousarray(samples).tobytes()).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(audio.read_all_pcm16(path)).tobytes()).hexdigest()
 
 
 def needs_audio_hash(listed: Sequence[Listed]) -> list[bool]:

@@ -10,12 +10,17 @@ from __future__ import annotations
 import io
 import math
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from shards.storage import filesystem
 
 SAMPLE_RATE = 16000
 RESAMPLE_QUALITY = "HQ"  # soxr 'HQ' = librosa.load's default 'soxr_hq': same quality as the naive path
@@ -43,7 +48,7 @@ class AudioInfo:
         return self.frames / self.samplerate
 
 
-def _check_header(path: Path, info: AudioInfo) -> AudioInfo:
+def _check_header(info: AudioInfo) -> AudioInfo:
     if not 1 <= info.samplerate <= MAX_RATE:
         raise BadAudio(f"absurd sample rate {info.samplerate} Hz (expected 1..{MAX_RATE})")
     if not 1 <= info.channels <= MAX_CHANNELS:
@@ -53,36 +58,68 @@ def _check_header(path: Path, info: AudioInfo) -> AudioInfo:
     return info
 
 
-def _open_error(path: Path, err: Exception) -> BadAudio:
-    if not path.exists():
-        return BadAudio("unreadable: file missing or dangling link")
-    if not path.is_file():
-        return BadAudio("unreadable: not a regular file")
-    if path.stat().st_size == 0:
-        return BadAudio("zero-length file")
-    return BadAudio(f"not decodable audio: {str(err).splitlines()[0][:160]}")
+def _is_url(path: str | Path) -> bool:
+    return "://" in str(path)
+
+
+def _decode_error(err: Exception) -> BadAudio:
+    return BadAudio(f"not decodable audio: {str(err).splitlines()[0][:160] if str(err) else type(err).__name__}")
+
+
+def _checked_size(path: str | Path) -> int:
+    """Size in bytes of a readable regular file or object; else the reason it cannot be read.
+
+    Local FIFOs, sockets and dangling links are refused before any open (a FIFO would block)."""
+    if _is_url(path):
+        fs, key = filesystem(str(path))
+        try:
+            size = int(fs.info(key).get("size") or 0)
+        except FileNotFoundError:
+            raise BadAudio("unreadable: object missing") from None
+    else:
+        local = Path(path)
+        if not local.exists():
+            raise BadAudio("unreadable: file missing or dangling link")
+        if not local.is_file():
+            raise BadAudio("unreadable: not a regular file")
+        size = local.stat().st_size
+    if size == 0:
+        raise BadAudio("zero-length file")
+    return size
+
+
+@contextmanager
+def _opened(path: str | Path) -> Iterator[Any]:
+    """What soundfile/PyAV open: the local path, or a seekable fsspec file (ranged GETs) for a URL."""
+    if _is_url(path):
+        fs, key = filesystem(str(path))
+        with fs.open(key, "rb", block_size=1 << 20) as f:
+            yield f
+    else:
+        yield str(path)
 
 
 def probe(path: str | Path) -> AudioInfo:
     """Header facts without decoding samples (PyAV formats: decoded frame count via stream metadata)."""
-    path = Path(path)
-    if not path.is_file():  # FIFOs, sockets, dangling links: never open them (a FIFO would block)
-        raise _open_error(path, OSError("not a regular file"))
-    if path.suffix.lower() in PYAV_SUFFIXES:
-        return _check_header(path, _probe_pyav(path))
+    size = _checked_size(path)
+    if Path(str(path)).suffix.lower() in PYAV_SUFFIXES:
+        return _check_header(_probe_pyav(path))
     try:
-        info = sf.info(str(path))
+        with _opened(path) as src:
+            info = sf.info(src)
+            if info.format == "WAV":
+                _check_wav_complete(src, size)
+    except BadAudio:
+        raise
     except Exception as err:  # libsndfile raises RuntimeError/LibsndfileError/TypeError variously
-        raise _open_error(path, err) from None
-    if info.format == "WAV":
-        _check_wav_complete(path)
-    return _check_header(path, AudioInfo(int(info.samplerate), int(info.channels), int(info.frames)))
+        raise _decode_error(err) from None
+    return _check_header(AudioInfo(int(info.samplerate), int(info.channels), int(info.frames)))
 
 
-def _check_wav_complete(path: Path) -> None:
+def _check_wav_complete(src: Any, size: int) -> None:
     """libsndfile quietly shortens a truncated WAV to what is there; a short download must not pass."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    with (open(src, "rb") if isinstance(src, str) else nullcontext(src)) as f:
+        f.seek(0)
         if f.read(4) != b"RIFF":
             return
         f.seek(12)
@@ -99,11 +136,11 @@ def _check_wav_complete(path: Path) -> None:
             f.seek(length + (length & 1), 1)
 
 
-def _probe_pyav(path: Path) -> AudioInfo:
+def _probe_pyav(path: str | Path) -> AudioInfo:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with _opened(path) as src, av.open(src) as container:
             stream = container.streams.audio[0]
             rate = int(stream.codec_context.sample_rate or stream.rate or 0)
             channels = int(stream.codec_context.channels)
@@ -112,20 +149,22 @@ def _probe_pyav(path: Path) -> AudioInfo:
             else:
                 seconds = float(container.duration or 0) / 1e6
     except Exception as err:
-        raise _open_error(path, err) from None
+        raise _decode_error(err) from None
     return AudioInfo(rate, channels, int(round(seconds * rate)))
 
 
 def read(path: str | Path, start: float = 0.0, duration: float | None = None) -> tuple[np.ndarray, int]:
-    """Samples of [start, start+duration) as (frames, channels) float32, or int16 for PCM16 files."""
-    path = Path(path)
-    if path.suffix.lower() in PYAV_SUFFIXES:
+    """Samples of [start, start+duration) as (frames, channels) float32, or int16 for PCM16 files.
+
+    Local files and URLs alike: soundfile seeks, so a URL costs ranged reads of just the clip's bytes."""
+    _checked_size(path)
+    if Path(str(path)).suffix.lower() in PYAV_SUFFIXES:
         data, rate = _read_pyav(path)
         first = int(round(start * rate))
         last = None if duration is None else first + int(round(duration * rate))
         return data[first:last], rate
     try:
-        with sf.SoundFile(str(path)) as f:
+        with _opened(path) as src, sf.SoundFile(src) as f:
             rate = f.samplerate
             first = int(round(start * rate))
             count = -1 if duration is None else int(round(duration * rate))
@@ -138,25 +177,31 @@ def read(path: str | Path, start: float = 0.0, duration: float | None = None) ->
             else:
                 data = f.read(count, dtype="float32", always_2d=True)
     except Exception as err:
-        raise _open_error(path, err) from None
+        raise _decode_error(err) from None
     return data, rate
 
 
-def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
+def _read_pyav(path: str | Path) -> tuple[np.ndarray, int]:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with _opened(path) as src, av.open(src) as container:
             stream = container.streams.audio[0]
             rate = int(stream.codec_context.sample_rate)
             resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout, rate=rate)
             chunks = [plane for frame in container.decode(stream) for plane in resampler.resample(frame)]
             chunks += list(resampler.resample(None))
     except Exception as err:
-        raise _open_error(path, err) from None
+        raise _decode_error(err) from None
     if not chunks:
         raise BadAudio("no audio frames")
     return np.concatenate([c.to_ndarray() for c in chunks], axis=1).T.astype(np.float32), rate
+
+
+def read_all_pcm16(path: str | Path) -> np.ndarray:
+    """The whole file as int16 (frames, channels): what the dedup hash is taken over."""
+    data, _ = read(path)
+    return data if data.dtype == np.int16 else to_pcm16(data)
 
 
 def downmix(data: np.ndarray) -> np.ndarray:

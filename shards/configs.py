@@ -9,8 +9,8 @@ import argparse
 import dataclasses
 import types
 import typing
-from typing import Any, TypeVar
 from collections.abc import Mapping
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any
-from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
-from collections.abc import Iterable, Mapping
 
 IDX_VERSION = "v1.2"
 TAR_MTIME = 0  # fixed: reproducible tars

@@ -12,9 +12,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
-from collections.abc import Iterator
 
 import fsspec
 

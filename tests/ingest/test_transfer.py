@@ -5,13 +5,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.config import IngestConfig, Source
-from ingest.engine import build_collection, write_windows
-from ingest.synth import speechlike, write_audio
-
 from ingest.__main__ import main as ingest_main
-from ingest.sources import DEFAULT_CONFIG, load_config
+from ingest.config import IngestConfig, Source
 from ingest.corpora import PRETRAIN
+from ingest.engine import build_collection, write_windows
+from ingest.sources import DEFAULT_CONFIG, load_config
+from ingest.synth import speechlike, write_audio
 from shards.catalog import read_catalog
 from shards.storage import Root
 from shards.verify import verify

@@ -45,8 +45,8 @@ def test_diets_select_by_domain_and_dali_reads_only_them(tmp_path, mixed_sources
 
 
 def test_default_diets_never_draw_on_transfer_datasets(tmp_path, mixed_sources):
-    from tests.fixtures import esc50
     from ingest.config import Source
+    from tests.fixtures import esc50
 
     data = tmp_path / "d"
     build_collection(mixed_sources, small_config(data))
