@@ -135,3 +135,22 @@ def test_16k_mono_pcm16_sources_pass_through_bit_exactly(tmp_path, mixed_sources
             stored, _ = sf.read(tar.extractfile(f"{row['key']}.flac"), dtype="int16")
         source, _ = sf.read(Path(mixed_sources[0].root) / "LibriSpeech" / row["source"], dtype="int16")
         assert np.array_equal(stored, source)
+
+
+def test_corpora_are_interleaved_within_every_shard(tmp_path):
+    from ingest.config import Source
+    from ingest.synth import speechlike, write_audio
+
+    for i in range(40):
+        write_audio(tmp_path / "a" / f"a{i:02d}.wav", speechlike(0.5, 16000, seed=i), 16000)
+        write_audio(tmp_path / "b" / f"b{i:02d}.wav", speechlike(0.5, 16000, seed=100 + i), 16000)
+    sources = [Source("a", "folder", str(tmp_path / "a"), domain="speech"),
+               Source("b", "folder", str(tmp_path / "b"), domain="nonspeech")]
+    build_collection(sources, small_config(tmp_path / "d", shard_seconds=10.0))
+    catalog = read_catalog(Root(tmp_path / "d"), "pretrain").to_pylist()
+    shards = sorted({r["shard"] for r in catalog})
+    assert len(shards) == 4
+    for shard in shards:
+        corpora = [r["corpus"] for r in catalog if r["shard"] == shard]
+        changes = sum(x != y for x, y in zip(corpora, corpora[1:]))
+        assert {"a", "b"} <= set(corpora) and changes >= len(corpora) // 4, (shard, corpora)
