@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import numpy as np
+
 from shards import layout
 from shards.catalog import collections as complete_collections
 from shards.catalog import read_catalog
-from shards.shardfile import index_text
+from shards.shardfile import index_text, parse_index
 from shards.storage import Root
 
 # The paper's three diets, by domain; any other diet names corpora explicitly.
@@ -71,3 +73,55 @@ def write_diet(data: str, diet: str, corpora: list[str] | None = None,
                             "samples": s.samples, "seconds": s.seconds} for s in shards]}
     root.write_bytes(layout.diet_manifest_path(diet), json.dumps(manifest, indent=1).encode())
     return manifest
+
+
+@dataclass(frozen=True)
+class SampleTable:
+    """A diet's samples as columns (no per-sample Python objects: millions of rows stay small).
+
+    `tar_id` indexes `tars` (URLs readers open), `codec_id` indexes `codecs`, `corpus_id` indexes
+    `corpora`; `offset`/`size` locate each audio member, `samples` is its length in samples.
+    """
+
+    tars: list[str]
+    codecs: list[str]
+    corpora: list[str]
+    tar_id: np.ndarray
+    codec_id: np.ndarray
+    corpus_id: np.ndarray
+    offset: np.ndarray
+    size: np.ndarray
+    samples: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offset)
+
+
+def load_diet(data: str, diet: str) -> SampleTable:
+    """The samples of diet `diet` under data root `data`, in manifest order (shard, then position)."""
+    root = Root(data)
+    rel = layout.diet_manifest_path(diet)
+    if not root.exists(rel):
+        raise FileNotFoundError(f"{data}: no diet {diet!r} ({rel}); write it with `python -m shards diet {data}`")
+    manifest = json.loads(root.read_bytes(rel))
+    tars, codecs, corpora = [], [], []
+    cols: dict[str, list] = {k: [] for k in ("tar_id", "codec_id", "corpus_id", "offset", "size", "samples")}
+    for collection in manifest["collections"]:
+        catalog = read_catalog(root, collection, ["key", "corpus", "samples", "codec"])
+        by_key = {k: (c, n, x) for k, c, n, x in zip(*(catalog.column(f).to_pylist()
+                                                       for f in ("key", "corpus", "samples", "codec")))}
+        for shard in (s for s in manifest["shards"] if s["collection"] == collection):
+            tars.append(root.url_of(shard["tar"]))
+            for entry in parse_index(root.read_bytes(shard["idx"]).decode()):
+                corpus, samples, codec = by_key[entry.key]
+                for name, table in ((codec, codecs), (corpus, corpora)):
+                    if name not in table:
+                        table.append(name)
+                offset, size = entry.members[codec]
+                for k, v in (("tar_id", len(tars) - 1), ("codec_id", codecs.index(codec)),
+                             ("corpus_id", corpora.index(corpus)), ("offset", offset), ("size", size),
+                             ("samples", samples)):
+                    cols[k].append(v)
+    dtypes = {"tar_id": np.int32, "codec_id": np.int8, "corpus_id": np.int16, "offset": np.int64,
+              "size": np.int64, "samples": np.int64}
+    return SampleTable(tars, codecs, corpora, **{k: np.asarray(v, dtype=dtypes[k]) for k, v in cols.items()})
