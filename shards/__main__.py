@@ -1,4 +1,4 @@
-"""`python -m shards verify|diet DATA ...`: check shards; write per-diet indexes."""
+"""`python -m shards verify|diet|stats|stream DATA ...`: check shards, write diets and their stats, stream."""
 
 from __future__ import annotations
 
@@ -35,6 +35,28 @@ def cmd_diet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    from shards.loader import compute_stats
+
+    for diet in args.diet:
+        stats = compute_stats(args.data, diet, crops=args.crops, seed=args.seed)
+        console.print(f"diet {diet}: log-mel mean {stats['mean']:.4f}, std {stats['std']:.4f} "
+                      f"over {stats['crops']} crops")
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from shards.stream import stream
+
+    report = stream(args.data, args.diet[0], backend=args.backend, batch_size=args.batch_size,
+                    batches=args.batches, workers=args.workers, seed=args.seed)
+    print(json.dumps(report))
+    console.print(f"{report['backend']} on {report['device']}: {report['crops_per_s']:.0f} crops/s, "
+                  f"{report['mb_per_s']:.1f} MB/s read; batch {report['shape']}, mean {report['mean']:.3f}, "
+                  f"std {report['std']:.3f}; corpora {report['corpus_share']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shards", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -48,13 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--corpora", help="comma-separated corpora for a custom diet")
     d.add_argument("--collection", action="append", help="collections to draw from (default: all complete)")
     d.set_defaults(func=cmd_diet)
+    s = verbs.add_parser("stats", help="compute a diet's log-mel normalisation stats once (10,000 crops)")
+    s.add_argument("data", help="data root")
+    s.add_argument("--diet", action="append", default=None, help="diet (repeatable; default: all three)")
+    s.add_argument("--crops", type=int, default=10_000, help="random training crops to average over")
+    s.add_argument("--seed", type=int, default=42)
+    s.set_defaults(func=cmd_stats)
+    t = verbs.add_parser("stream", help="read a diet through a loader: throughput and a batch summary")
+    t.add_argument("data", help="data root (folder, s3://bucket/prefix or https://host/prefix)")
+    t.add_argument("--diet", action="append", default=None, help="diet to stream (default: all)")
+    t.add_argument("--backend", choices=("auto", "torch", "dali"), default="auto",
+                   help="auto: DALI on a GPU when there is one, else torch")
+    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--batches", type=int, default=20, help="batches to time (after one warm-up batch)")
+    t.add_argument("--workers", type=int, default=0, help="torch DataLoader worker processes")
+    t.add_argument("--seed", type=int, default=42)
+    t.set_defaults(func=cmd_stream)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "diet", 0) is None:
-        args.diet = list(DIETS)
+        args.diet = ["all"] if args.verb == "stream" else list(DIETS)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:

@@ -59,30 +59,53 @@ def mel_filters(fe: FrontEnd = BYOLA):
         torch.set_default_dtype(previous)
 
 
-class TorchLogMel:
-    """Batched log-mel on CPU or GPU: (B, samples) float waveforms -> (B, n_mels, frames)."""
+class LogMel:
+    """Batched log-mel, (B, samples) float waveforms -> torch (B, n_mels, frames), on CPU or a GPU.
+
+    On a GPU: torch.stft and a matmul. On CPU the same arithmetic runs through scipy's float32 rfft and
+    numpy, ~3x faster than torch's CPU complex kernels in one thread (measured in `make bench`); both
+    match torchaudio's MelSpectrogram to float32 rounding (tested).
+    """
 
     def __init__(self, fe: FrontEnd = BYOLA, device: str = "cpu"):
         import torch
-        import torchaudio
 
-        self.fe, self.device = fe, device
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=fe.sample_rate, n_fft=fe.n_fft, win_length=fe.win_length, hop_length=fe.hop_length,
-            f_min=fe.f_min, f_max=fe.f_max, n_mels=fe.n_mels, window_fn=torch.hann_window, power=2.0,
-            center=True, pad_mode="reflect", norm=None, mel_scale=fe.mel_scale)
-        # torchaudio builds the filters in float32; the same function in float64, then rounded once,
-        # removes ~1e-4 of log-domain error in quiet bands (parity with a float64 reference).
-        self.mel.mel_scale.fb.copy_(mel_filters(fe).to(torch.float32))
-        self.mel = self.mel.to(device)
-        self._torch = torch
+        self.fe, self.device, self._torch = fe, device, torch
+        self.filters = mel_filters(fe).to(torch.float32).to(device)  # (n_freqs, n_mels)
+        self.window = torch.from_numpy(hann_periodic(fe.win_length)).to(device)
+        self._filters_np = self.filters.cpu().numpy()
+        self._window_np = hann_periodic(fe.win_length)
 
     def __call__(self, waves):
+        if self.device == "cpu":
+            array = waves.numpy() if isinstance(waves, self._torch.Tensor) else waves
+            return self._torch.from_numpy(self._numpy(np.asarray(array, dtype=np.float32)))
+        return self.torch_path(waves)
+
+    def torch_path(self, waves):
+        """The GPU arithmetic (runs on CPU tensors too, slowly): torch.stft, power, filters, log."""
         torch = self._torch
         if not isinstance(waves, torch.Tensor):
-            waves = torch.from_numpy(np.ascontiguousarray(waves))
+            waves = torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32))
         with torch.no_grad():
-            return torch.log(self.mel(waves.to(self.device, torch.float32)) + self.fe.eps)
+            spec = torch.stft(waves.to(self.device, torch.float32), self.fe.n_fft, self.fe.hop_length,
+                              self.fe.win_length, self.window, center=True, pad_mode="reflect",
+                              return_complex=True)
+            power = spec.real.square() + spec.imag.square()  # (B, n_freqs, frames)
+            return torch.log(torch.matmul(self.filters.T, power) + self.fe.eps)
+
+    def _numpy(self, waves: np.ndarray) -> np.ndarray:
+        import scipy.fft
+
+        fe, half = self.fe, self.fe.n_fft // 2
+        if waves.ndim == 1:
+            waves = waves[None]
+        padded = np.pad(waves, ((0, 0), (half, half)), mode="reflect")
+        frames = np.lib.stride_tricks.sliding_window_view(padded, fe.n_fft, axis=1)[:, :: fe.hop_length]
+        spec = scipy.fft.rfft(frames * self._window_np, axis=-1, workers=1)
+        power = spec.real * spec.real + spec.imag * spec.imag  # (B, frames, n_freqs)
+        mel = np.matmul(power, self._filters_np)
+        return np.log(mel + np.float32(fe.eps)).transpose(0, 2, 1).astype(np.float32, copy=False)
 
 
 def dali_logmel(audio, fe: FrontEnd = BYOLA):

@@ -16,7 +16,7 @@ import numpy as np
 
 from shards import layout
 from shards.diets import SampleTable, load_diet
-from shards.frontend import BYOLA, CROP_SAMPLES, FrontEnd, TorchLogMel, dali_logmel
+from shards.frontend import BYOLA, CROP_SAMPLES, FrontEnd, LogMel, dali_logmel
 from shards.reader import RangeReader, read_crop
 from shards.sampler import LoaderState, Sampler, crop_starts
 from shards.storage import Root
@@ -65,7 +65,7 @@ def _torch_dataset_class():
             info = torch.utils.data.get_worker_info()
             worker, workers = (info.id, info.num_workers) if info else (0, 1)
             waves = CropWaves(self.table, self.sampler, self.state.epoch)
-            mel = TorchLogMel(self.fe)
+            mel = LogMel(self.fe)
             for number, indices in self.sampler.batches(self.state, worker, workers):
                 x = normalise(mel(waves(indices)), self.stats).unsqueeze(1)
                 yield Batch(number, x, self.table.corpus_id[indices])
@@ -146,7 +146,7 @@ def compute_stats(data: str, diet: str, crops: int = STATS_CROPS, seed: int = 42
     rng = np.random.default_rng([seed, 10_000])
     picks = rng.integers(0, len(table), size=crops)
     starts = crop_starts(table.samples, rng.random(len(table)), CROP_SAMPLES)
-    reader, mel = RangeReader(), TorchLogMel(fe)
+    reader, mel = RangeReader(), LogMel(fe)
     total = total_sq = 0.0
     count = 0
     for chunk in np.array_split(picks, max(1, crops // 256)):
