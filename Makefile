@@ -2,22 +2,25 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DATA      ?= ./data
+DATA      ?=
 CORPORA   ?= ingest/corpora.toml
-CODEC     ?= flac
+CODEC     ?=
 WORKERS   ?=
 SCHEDULER ?=
 COLLECTION ?=
 DEMO      ?= demo
+DIET      ?= all
+STATS_CROPS ?= 10000
+ROOT       = $(or $(DATA),./data)
 
-# Optional flags only when set, so the config file's [settings] apply otherwise.
-INGEST_FLAGS = --data $(DATA) --codec $(CODEC) $(if $(WORKERS),--workers $(WORKERS)) \
+# Optional flags only when set, so the config file's [settings] (data, codec, ...) apply otherwise.
+INGEST_FLAGS = $(if $(DATA),--data $(DATA)) $(if $(CODEC),--codec $(CODEC)) $(if $(WORKERS),--workers $(WORKERS)) \
                $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(COLLECTION),--collection $(COLLECTION))
 # Exit status 3 means "finished, some input quarantined": a success for make, with the count printed.
-OK3 = rc=$$?; if [ $$rc -eq 3 ]; then echo "finished with quarantined input: see $(DATA)/catalog/*/quarantine/"; \
+OK3 = rc=$$?; if [ $$rc -eq 3 ]; then echo "finished with quarantined input (counted above): see catalog/*/quarantine/"; \
       elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
-.PHONY: help venv demo test test-fast shards transfer verify diets bench lint clean
+.PHONY: help venv demo test test-fast shards transfer verify diets stats stream bench lint clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -35,20 +38,27 @@ demo: venv ## synthesise the demo corpora, shard them, ingest the demo transfer 
 	$(MAKE) --no-print-directory shards CORPORA=$(DEMO)/corpora.toml DATA=$(DEMO)/data
 	$(MAKE) --no-print-directory transfer DATASETS="esc50=esc50:$(DEMO)/ESC-50-master" DATA=$(DEMO)/data
 	$(MAKE) --no-print-directory verify DATA=$(DEMO)/data
+	$(MAKE) --no-print-directory stats DATA=$(DEMO)/data STATS_CROPS=1000
+	$(MAKE) --no-print-directory stream DATA=$(DEMO)/data BATCH=8
 
-shards: venv ## ingest CORPORA (TOML) into DATA/shards/<collection>/, then write the speech/nonspeech/all diets
+shards: venv ## ingest CORPORA (TOML) into DATA/shards/<collection>/ and write the speech/nonspeech/all diets
 	$(PY) -m ingest shards --config $(CORPORA) $(INGEST_FLAGS); $(OK3)
-	$(PY) -m shards diet $(DATA)
 
 transfer: venv ## ingest labelled datasets: make transfer DATASETS="esc50=esc50:/data/ESC-50-master ..."
-	$(PY) -m ingest transfer $(foreach d,$(DATASETS),--dataset $(d)) --data $(DATA) --codec $(CODEC) \
+	$(PY) -m ingest transfer $(foreach d,$(DATASETS),--dataset $(d)) --data $(ROOT) $(if $(CODEC),--codec $(CODEC)) \
 	  $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)); $(OK3)
 
 verify: venv ## re-read every shard under DATA: checksums, counts, decoding, catalog, DALI idx
-	$(PY) -m shards verify $(DATA)
+	$(PY) -m shards verify $(ROOT)
 
-diets: venv ## (re)write the per-diet indexes over DATA's shards
-	$(PY) -m shards diet $(DATA)
+diets: venv ## (re)write the speech/nonspeech/all indexes over DATA's pre-training shards
+	$(PY) -m shards diet $(ROOT)
+
+stats: venv ## compute each diet's log-mel normalisation stats once (STATS_CROPS random crops)
+	$(PY) -m shards stats $(ROOT) --crops $(STATS_CROPS)
+
+stream: venv ## stream DIET through a loader (BACKEND=auto|torch|dali, BATCH=256): throughput + batch summary
+	$(PY) -m shards stream $(ROOT) --diet $(DIET) --backend $(or $(BACKEND),auto) --batch-size $(or $(BATCH),256)
 
 test: venv ## the whole test suite (slow tests included), as CI runs it
 	$(PY) -m pytest -n 2 -q

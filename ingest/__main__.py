@@ -22,6 +22,8 @@ from ingest.engine import Progress as EngineProgress
 from ingest.engine import Summary, build_collection, write_windows
 from ingest.sources import load_config, parse_cli_source
 from shards.configs import add_arguments, from_args, from_mapping
+from shards.diets import write_default_diets
+from shards.errors import one_line, user_errors
 
 EXIT_OK, EXIT_ERROR, EXIT_QUARANTINED = 0, 1, 3
 console = Console(stderr=True)
@@ -68,6 +70,9 @@ def _run(sources, cfg: IngestConfig, purpose: str = "pretrain") -> int:
     console.print(f"{summary.collection}: {clips} clips in {summary.shards} shards "
                   f"({summary.shards_skipped} already committed), {summary.quarantined} quarantined, "
                   f"{summary.duplicates} duplicates removed")
+    if purpose == "pretrain":
+        for diet, manifest in write_default_diets(cfg.data).items():
+            console.print(f"diet {diet}: {manifest['samples']} samples, {manifest['seconds'] / 3600:.3f} h")
     return EXIT_QUARANTINED if summary.quarantined else EXIT_OK
 
 
@@ -128,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        console.print("[red]error:[/red]", escape(str(err)), highlight=False)
+    except user_errors() as err:
+        console.print("[red]error:[/red]", escape(one_line(err)), highlight=False)
         return EXIT_ERROR
     except KeyboardInterrupt:
         console.print("interrupted: committed shards are kept; re-run the same command to resume")

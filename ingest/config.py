@@ -44,6 +44,12 @@ class IngestConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be > 0")
         if self.clip_seconds is not None and self.clip_seconds <= 0:
             raise ValueError(f"clip_seconds={self.clip_seconds} must be > 0")
+        if self.min_tail_seconds < 0:
+            raise ValueError(f"min_tail_seconds={self.min_tail_seconds} must be >= 0")
+        if self.probe_batch < 1:
+            raise ValueError(f"probe_batch={self.probe_batch} must be >= 1")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers={self.workers} must be >= 0 (0 runs in-process)")
 
     def fingerprint_fields(self) -> dict:
         """The settings that change shard bytes; a collection refuses a re-run that changes them."""

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, as_completed, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,12 +20,12 @@ import pyarrow.compute as pc
 
 from ingest import corpora
 from ingest.config import IngestConfig, Source
-from ingest.keys import clip_key
-from ingest.plan import Listed, Probe, build_plan, deduplicate, needs_audio_hash, probe_batch
+from ingest.keys import check_name, clip_key
+from ingest.plan import Listed, Probe, build_plan, deduplicate, needs_audio_hash, probe_batch, region_problem
 from ingest.remote import is_url, shadow_tree
 from ingest.write import ShardJob, ShardResult, write_shard
 from shards import layout
-from shards.catalog import QUARANTINE_SCHEMA, read_table, write_table
+from shards.catalog import QUARANTINE_SCHEMA, read_catalog, read_table, write_table
 from shards.executor import default_workers, make_executor
 from shards.storage import Root
 
@@ -81,6 +81,7 @@ def list_sources(sources: Sequence[Source], cfg: IngestConfig) -> list[Listed]:
     if len(set(names)) != len(names):
         raise ValueError(f"source names must be unique, got {names}")
     for src in sources:
+        check_name(src.name)
         adapter = corpora.get(src.adapter)
         options = dict(src.options)
         if adapter.kind == "custom":
@@ -122,8 +123,11 @@ def _local_view(root: str, root_is_file: bool) -> tuple[Path, str | None]:
 def fingerprint(sources: Sequence[Source], listed: Sequence[Listed], cfg: IngestConfig) -> str:
     """sha256 over the byte-relevant config, the sources and the listing (records + file sizes)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"config": cfg.fingerprint_fields(), "sources": [s.to_dict() for s in sources]},
-                        sort_keys=True, default=str).encode())
+    # Where a corpus lives is not what it holds: roots stay out, so a moved corpus or a relative path
+    # given from another folder resumes the same collection (the listing carries paths and sizes).
+    described = [{k: v for k, v in s.to_dict().items() if k != "root"} for s in sources]
+    h.update(json.dumps({"config": cfg.fingerprint_fields(), "sources": described}, sort_keys=True,
+                        default=str).encode())
     for item in listed:
         h.update(json.dumps([item.recording.to_dict(), item.size, item.cut], sort_keys=True).encode())
     return h.hexdigest()[:16]
@@ -189,6 +193,8 @@ def _frozen_plan(root: Root, collection: str, manifest: dict, listed: Sequence[L
             _count_plan_outcomes(summary, meta)
             return plan.replace_schema_metadata(None)
     probes = _probe_all(executor, listed, cfg)
+    probes = [pr if pr.reason else replace(pr, reason=region_problem(listed[pr.index].recording, pr))
+              for pr in probes]
     keep, dropped = deduplicate(listed, probes)
     plan, tails = build_plan(listed, probes, keep, cfg)
     probe_quarantine = [{"collection": collection, "corpus": listed[i].recording.corpus,
@@ -225,6 +231,8 @@ def _jobs(plan: pa.Table, cfg: IngestConfig, collection: str) -> Iterator[ShardJ
     """One job per shard, made only when submitted: the plan is in (shard, position) order, so each job is
     one contiguous slice of the Arrow table and the driver never holds every row as Python objects."""
     shards = plan.column("shard").to_numpy(zero_copy_only=False)
+    if len(shards) == 0:  # everything quarantined or deduplicated: a complete, empty collection
+        return
     starts = [0] + [i for i in range(1, len(shards)) if shards[i] != shards[i - 1]] + [len(shards)]
     for begin, end in zip(starts[:-1], starts[1:]):
         rows = plan.slice(begin, end - begin).to_pylist()
@@ -298,17 +306,24 @@ def write_windows(source: Source, cfg: IngestConfig, batch: int = 100_000) -> in
     if not hasattr(module, "windows"):
         return 0
     adapter = corpora.get(source.adapter)
-    root_dir = adapter.resolve_root(source.root)
-    samples = {r.path: r for r in adapter.recordings(source.root, source.options)}
+    local_root, _ = _local_view(source.root, adapter.root_is_file)
+    root_dir = adapter.resolve_root(local_root)
+    samples = {r.path: r for r in adapter.recordings(local_root, source.options)}
     import pyarrow.parquet as pq
 
     root, count = Root(cfg.data), 0
+    catalog = read_catalog(root, cfg.collection, ["key", "seconds"])
+    # only windows inside audio that was written (a quarantined or shorter-than-annotated movie has fewer)
+    written = dict(zip(catalog.column("key").to_pylist(), catalog.column("seconds").to_pylist()))
     with root.writer(layout.windows_path(cfg.collection)) as out:
         writer = pq.ParquetWriter(out.file, WINDOW_SCHEMA, compression="zstd")
         rows: list[dict] = []
         for w in module.windows(root_dir, **source.options):
             rec = samples[w.path]
-            rows.append({"key": clip_key(source.name, rec.path, rec.start), "video_id": w.video_id,
+            key = clip_key(source.name, rec.path, rec.start)
+            if w.end - rec.start > written.get(key, -1.0) + 1e-6:
+                continue
+            rows.append({"key": key, "video_id": w.video_id,
                          "start": w.start, "end": w.end, "offset": round(w.start - rec.start, 6),
                          "label": w.label, "split": w.split, "limited_train": w.limited_train})
             if len(rows) >= batch:

@@ -1,4 +1,4 @@
-"""Clip keys: `<corpus>__<recording>__<offset_ms:09d>`, dot-free and stable across machines."""
+"""Clip keys: `<corpus>__<recording>__<offset_ms:09d>`, ASCII, dot-free and stable across machines."""
 
 from __future__ import annotations
 
@@ -7,13 +7,30 @@ import re
 
 from shards.shardfile import MAX_KEY
 
-_UNSAFE = re.compile(r"[/.]")
+_PATH_SEPARATORS = re.compile(r"[/.]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # corpus and collection names
+
+
+def check_name(name: str, what: str = "corpus") -> str:
+    """Names go into keys and folders: letters, digits, '_' and '-' only, and no '__' (the key separator)."""
+    if not NAME.match(name) or "__" in name:
+        raise ValueError(f"{what} name {name!r}: use letters, digits, '_' and '-' only (no '__')")
+    return name
 
 
 def recording_id(path: str) -> str:
-    """Path under the corpus root without its extension, `/` and `.` mapped to `-`."""
+    """Path under the corpus root without its extension, `/` and `.` mapped to `-`.
+
+    Any other character that is not a letter, digit, `_` or `-` (spaces, non-ASCII, ...) would break the
+    space-separated DALI index or the tar's ASCII name field: it becomes `-` too, and an 8-hex hash of
+    the original path is appended so that `a b.wav` and `a-b.wav` stay distinct.
+    """
     stem = path.rsplit(".", 1)[0] if "." in path.rsplit("/", 1)[-1] else path
-    return _UNSAFE.sub("-", stem)
+    mapped = _PATH_SEPARATORS.sub("-", stem)
+    if _UNSAFE.search(mapped):
+        mapped = f"{_UNSAFE.sub('-', mapped)}-{hashlib.sha1(stem.encode()).hexdigest()[:8]}"
+    return mapped
 
 
 def clip_key(corpus: str, path: str, offset_seconds: float) -> str:

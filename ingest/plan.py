@@ -79,6 +79,9 @@ def deduplicate(listed: Sequence[Listed], probes: Sequence[Probe]) -> tuple[list
     seen_hash: dict[tuple[str, str], str] = {}
     for i, (item, pr) in enumerate(zip(listed, probes)):
         rec = item.recording
+        if pr.reason:  # quarantined: it must not shadow a healthy copy listed later
+            keep.append(i)
+            continue
         group = rec.dedup_group
         if group and rec.dedup_key and (group, rec.dedup_key) in seen_key:
             dropped.append(_dup_row(rec, seen_key[(group, rec.dedup_key)], f"same id {rec.dedup_key}"))
@@ -125,6 +128,15 @@ PLAN_SCHEMA = pa.schema([
     ("start", pa.float64()), ("seconds", pa.float64()), ("stored_seconds", pa.float64()),
     ("source_rate", pa.int32()), ("source_channels", pa.int32()), ("extra", pa.string()),
 ])
+
+
+def region_problem(rec: Recording, pr: Probe) -> str | None:
+    """Why a recording's region cannot be cut from its file (checked before planning), or None."""
+    file_seconds = pr.frames / pr.rate
+    if rec.start >= file_seconds:
+        return (f"region starts at {rec.start:.2f}s but the file lasts {file_seconds:.2f}s "
+                "(audio cut to the region? set the adapter's offset option)")
+    return None
 
 
 def build_plan(listed: Sequence[Listed], probes: Sequence[Probe], keep: Iterable[int],

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,7 +34,9 @@ def shadow_tree(url: str, cache: Path | None = None) -> Path:
     if not fs.isdir(base):
         raise FileNotFoundError(f"corpus root {url!r} has no objects (is the bucket/prefix right?)")
     cache = cache or Path(tempfile.gettempdir()) / "audiodiet-shadow"
-    shadow = cache / hashlib.sha1(url.encode()).hexdigest()[:16]
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    shadow = cache / hashlib.sha1(f"{endpoint}|{url}".encode()).hexdigest()[:16]
+    shutil.rmtree(shadow, ignore_errors=True)  # rebuilt every run: objects may have vanished or changed
     objects = fs.find(base, detail=True)
     fetched = placeholders = 0
     for key, info in sorted(objects.items()):
@@ -46,7 +50,7 @@ def shadow_tree(url: str, cache: Path | None = None) -> Path:
             with open(local, "wb") as f:
                 f.truncate(size)  # sparse: the size is real (fingerprints use it), the bytes are not
             placeholders += 1
-        elif not local.exists() or local.stat().st_size != size:
+        else:
             fs.get_file(key, str(local))
             fetched += 1
     log.info("%s: shadow tree with %d audio placeholders, %d metadata files fetched", url, placeholders, fetched)

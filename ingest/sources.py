@@ -8,6 +8,7 @@ from typing import Any
 
 from ingest import corpora
 from ingest.config import Source
+from ingest.keys import check_name
 
 SOURCE_KEYS = {"adapter", "root", "domain", "options", "enabled"}
 DEFAULT_CONFIG = Path(__file__).with_name("corpora.toml")
@@ -51,7 +52,10 @@ def parse_cli_source(spec: str, domain: str | None = None) -> Source:
 
 
 def _source(name: str, adapter: str, root: str, domain: str | None, options: dict) -> Source:
+    check_name(name)
     spec = corpora.get(adapter)  # raises on an unknown adapter, listing the known ones
+    if "://" not in root:
+        root = str(Path(root).expanduser().absolute())  # the same corpus from any working directory
     if spec.kind == "custom":
         domain = domain or ("mixed" if adapter == "csv" else None)
         if adapter == "folder" and domain not in ("speech", "nonspeech"):

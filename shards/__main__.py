@@ -8,9 +8,11 @@ import sys
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import track
 
-from shards.diets import DIETS, write_diet
+from shards import layout
+from shards.diets import DIETS, write_default_diets, write_diet
+from shards.errors import one_line, user_errors
+from shards.storage import Root
 from shards.verify import verify
 
 console = Console(stderr=True)
@@ -28,8 +30,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_diet(args: argparse.Namespace) -> int:
-    for diet in track(args.diet, description="diets", console=console):
-        manifest = write_diet(args.data, diet, args.corpora.split(",") if args.corpora else None, args.collection)
+    if args.diet is None and not args.corpora and not args.collection:
+        manifests = write_default_diets(args.data)  # skips (with a warning) a diet that selects nothing
+    else:
+        manifests = {diet: write_diet(args.data, diet, args.corpora.split(",") if args.corpora else None,
+                                      args.collection) for diet in args.diet or list(DIETS)}
+    for diet, manifest in manifests.items():
         console.print(f"diet {diet}: {manifest['samples']} samples, {manifest['seconds'] / 3600:.3f} h, "
                       f"{len(manifest['shards'])} shard indexes")
     return 0
@@ -91,12 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "diet", 0) is None:
-        args.diet = ["all"] if args.verb == "stream" else list(DIETS)
+    if args.verb == "stream" and args.diet is None:
+        args.diet = ["all"]
+    if args.verb == "stats" and args.diet is None:  # every default diet that was written
+        root = Root(args.data)
+        args.diet = [d for d in DIETS if root.exists(layout.diet_manifest_path(d))]
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        console.print("[red]error:[/red]", escape(str(err)), highlight=False)
+    except user_errors() as err:
+        console.print("[red]error:[/red]", escape(one_line(err)), highlight=False)
         return 1
 
 

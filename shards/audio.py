@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -62,6 +63,18 @@ def _is_url(path: str | Path) -> bool:
     return "://" in str(path)
 
 
+# What a decoder raises for bad bytes. An OSError (a dropped connection, an I/O error) is *not* bad audio:
+# it propagates and fails the shard job, so a re-run retries the clip instead of quarantining it forever.
+SNDFILE_ERRORS = (RuntimeError, TypeError, ValueError)
+MP3_PREROLL = 4608  # libsndfile's MP3 decoder needs ~2-4k samples of run-up after a seek
+
+
+def _pyav_errors() -> tuple[type[BaseException], ...]:
+    import av
+
+    return (av.FFmpegError, ValueError, IndexError)
+
+
 def _decode_error(err: Exception) -> BadAudio:
     return BadAudio(f"not decodable audio: {str(err).splitlines()[0][:160] if str(err) else type(err).__name__}")
 
@@ -76,12 +89,16 @@ def _checked_size(path: str | Path) -> int:
             size = int(fs.info(key).get("size") or 0)
         except FileNotFoundError:
             raise BadAudio("unreadable: object missing") from None
+        except PermissionError:
+            raise BadAudio("unreadable: access denied") from None
     else:
         local = Path(path)
         if not local.exists():
             raise BadAudio("unreadable: file missing or dangling link")
         if not local.is_file():
             raise BadAudio("unreadable: not a regular file")
+        if not os.access(local, os.R_OK):
+            raise BadAudio("unreadable: permission denied")
         size = local.stat().st_size
     if size == 0:
         raise BadAudio("zero-length file")
@@ -103,15 +120,15 @@ def probe(path: str | Path) -> AudioInfo:
     """Header facts without decoding samples (PyAV formats: decoded frame count via stream metadata)."""
     size = _checked_size(path)
     if Path(str(path)).suffix.lower() in PYAV_SUFFIXES:
-        return _check_header(_probe_pyav(path))
+        # containers such as ADTS carry no exact length: count the decoded frames (cheap for short clips)
+        data, rate = _read_pyav(path)
+        return _check_header(AudioInfo(rate, data.shape[1], len(data)))
     try:
         with _opened(path) as src:
             info = sf.info(src)
             if info.format == "WAV":
                 _check_wav_complete(src, size)
-    except BadAudio:
-        raise
-    except Exception as err:  # libsndfile raises RuntimeError/LibsndfileError/TypeError variously
+    except SNDFILE_ERRORS as err:
         raise _decode_error(err) from None
     return _check_header(AudioInfo(int(info.samplerate), int(info.channels), int(info.frames)))
 
@@ -136,23 +153,6 @@ def _check_wav_complete(src: Any, size: int) -> None:
             f.seek(length + (length & 1), 1)
 
 
-def _probe_pyav(path: str | Path) -> AudioInfo:
-    import av
-
-    try:
-        with _opened(path) as src, av.open(src) as container:
-            stream = container.streams.audio[0]
-            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
-            channels = int(stream.codec_context.channels)
-            if stream.duration is not None and stream.time_base is not None:
-                seconds = float(stream.duration * stream.time_base)
-            else:
-                seconds = float(container.duration or 0) / 1e6
-    except Exception as err:
-        raise _decode_error(err) from None
-    return AudioInfo(rate, channels, int(round(seconds * rate)))
-
-
 def read(path: str | Path, start: float = 0.0, duration: float | None = None) -> tuple[np.ndarray, int]:
     """Samples of [start, start+duration) as (frames, channels) float32, or int16 for PCM16 files.
 
@@ -168,15 +168,14 @@ def read(path: str | Path, start: float = 0.0, duration: float | None = None) ->
             rate = f.samplerate
             first = int(round(start * rate))
             count = -1 if duration is None else int(round(duration * rate))
+            preroll = min(first, MP3_PREROLL) if f.format == "MP3" else 0
             if first:
-                f.seek(first)
+                f.seek(first - preroll)
             # PCM16 sources: read int16 (half the bytes, no libsndfile float pass); exact, as libsndfile's
             # own float conversion is int/32768.
-            if f.subtype == "PCM_16":
-                data = f.read(count, dtype="int16", always_2d=True)
-            else:
-                data = f.read(count, dtype="float32", always_2d=True)
-    except Exception as err:
+            dtype = "int16" if f.subtype == "PCM_16" else "float32"
+            data = f.read(count if count < 0 else count + preroll, dtype=dtype, always_2d=True)[preroll:]
+    except SNDFILE_ERRORS as err:
         raise _decode_error(err) from None
     return data, rate
 
@@ -191,7 +190,7 @@ def _read_pyav(path: str | Path) -> tuple[np.ndarray, int]:
             resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout, rate=rate)
             chunks = [plane for frame in container.decode(stream) for plane in resampler.resample(frame)]
             chunks += list(resampler.resample(None))
-    except Exception as err:
+    except _pyav_errors() as err:
         raise _decode_error(err) from None
     if not chunks:
         raise BadAudio("no audio frames")

@@ -9,6 +9,7 @@ other's bytes.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,13 @@ from shards.catalog import collections as complete_collections
 from shards.catalog import read_catalog
 from shards.shardfile import index_text, parse_index
 from shards.storage import Root
+
+log = logging.getLogger(__name__)
+
+
+class EmptyDiet(ValueError):
+    """A diet whose selection is empty."""
+
 
 # The paper's three diets, by domain; any other diet names corpora explicitly.
 DIETS = {"speech": ("speech",), "nonspeech": ("nonspeech",), "all": ("speech", "nonspeech")}
@@ -65,7 +73,7 @@ def write_diet(data: str, diet: str, corpora: list[str] | None = None,
             shards.append(DietShard(collection, shard, layout.tar_path(collection, shard), idx,
                                     len(lines[shard]), seconds[shard]))
     if not shards:
-        raise ValueError(f"diet {diet!r} selects no samples in collections {names}")
+        raise EmptyDiet(f"diet {diet!r} selects no samples in collections {names}: not written")
     manifest = {"diet": diet, "collections": names, "corpora": corpora, "samples": sum(s.samples for s in shards),
                 "seconds": sum(s.seconds for s in shards),
                 "per_corpus": {c: {"samples": n, "seconds": s} for c, (n, s) in sorted(per_corpus.items())},
@@ -73,6 +81,18 @@ def write_diet(data: str, diet: str, corpora: list[str] | None = None,
                             "samples": s.samples, "seconds": s.seconds} for s in shards]}
     root.write_bytes(layout.diet_manifest_path(diet), json.dumps(manifest, indent=1).encode())
     return manifest
+
+
+def write_default_diets(data: str) -> dict[str, dict]:
+    """The paper's three diets over every pre-training collection; a diet that would select nothing (a
+    speech-only ingest has no `nonspeech` diet) is skipped with a warning instead of failing the run."""
+    written = {}
+    for diet in DIETS:
+        try:
+            written[diet] = write_diet(data, diet)
+        except EmptyDiet as err:
+            log.warning("%s", err)
+    return written
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # the same rule as corpus names (ingest.keys)
 
 
 def check_collection(name: str) -> str:

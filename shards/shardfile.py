@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,10 +41,14 @@ class _HashingSink:
 MAX_KEY = 95  # USTAR's 100-char name field minus ".flac": no long-name headers, which wds2idx mis-indexes
 
 
+_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def check_key(key: str) -> str:
-    if not key or "." in key or "/" in key or len(key) > MAX_KEY:
-        raise ValueError(f"sample key {key!r} must be 1..{MAX_KEY} chars without '.' or '/' "
-                         "(webdataset splits there; USTAR names hold 100)")
+    """Keys are ASCII letters, digits, '_' and '-': no '.' or '/' (webdataset splits there), no spaces (the
+    DALI index is space-separated), and at most MAX_KEY bytes (USTAR names hold 100)."""
+    if not _KEY.match(key) or len(key) > MAX_KEY:
+        raise ValueError(f"sample key {key!r} must be 1..{MAX_KEY} of [A-Za-z0-9_-]")
     return key
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from shards import layout
 from shards.audio import SAMPLE_RATE, decode_bytes
 from shards.catalog import JSON_FIELDS, collections, read_catalog, read_table
+from shards.shardfile import parse_index
 from shards.storage import Root
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,10 @@ def verify_shard(root: Root, collection: str, entry: dict, rows: list[dict]) -> 
     idx_text = root.read_bytes(entry["idx"]).decode()
     if order and idx_text != wds2idx_text(data):
         problems.append(f"{where}: .idx differs from what wds2idx writes for this tar")
+    try:
+        parse_index(idx_text)  # what our readers (and DALI) must be able to parse
+    except ValueError as err:
+        problems.append(f"{where}: .idx does not parse ({err})")
     return problems
 
 
@@ -115,7 +120,10 @@ def verify(data: str, only: list[str] | None = None,
         if extra:
             report.problems.append(f"{collection}: catalog parts for shards missing from the index: {extra}")
         for entry in index:
-            report.problems += verify_shard(root, collection, entry, by_shard.get(entry["shard"], []))
+            try:
+                report.problems += verify_shard(root, collection, entry, by_shard.get(entry["shard"], []))
+            except FileNotFoundError as err:
+                report.problems.append(f"{collection}/{entry['shard']}: missing file ({err})")
             report.shards += 1
             report.samples += entry["samples"]
             if progress:

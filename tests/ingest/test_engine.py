@@ -1,5 +1,4 @@
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,6 @@ def test_collection_round_trip_verifies_and_catalog_matches(tmp_path, mixed_sour
     assert noise == [("n0.wav", 0.0, 10.0), ("n0.wav", 10.0, 10.0), ("n0.wav", 20.0, 3.5),
                      ("n1.wav", 0.0, 10.0), ("n1.wav", 10.0, 2.0), ("n2.wav", 0.0, 4.0)]
     assert "noise__n0__000020000" in keys and "librispeech__train-clean-100-19-198-19-198-0001__000000000" in keys
-    # corpora are interleaved: no shard is a single corpus run when both corpora have clips in it
     assert {r["sample_rate"] for r in catalog} == {16000}
 
 
@@ -98,7 +96,7 @@ def test_table_one_cutting_and_tail_policies(tmp_path, mixed_sources):
     assert "noise__n2__000000000" in keys  # a file shorter than one clip is kept whole
 
 
-def test_keys_are_stable_and_collisions_are_refused(tmp_path):
+def test_keys_are_stable_and_collisions_are_refused(tmp_path, capsys):
     assert clip_key("librispeech", "train-clean-100/19/198/19-198-0001.flac", 0.0) == \
         "librispeech__train-clean-100-19-198-19-198-0001__000000000"
     assert clip_key("ami", "ES2002a/audio/ES2002a.Array1-01.wav", 12.34) == \
@@ -110,10 +108,12 @@ def test_keys_are_stable_and_collisions_are_refused(tmp_path):
     write_audio(tmp_path / "c" / "a" / "b.wav", nonspeech(1.0, 16000), 16000)
     rc = ingest_main(["shards", "--corpus", f"c=folder:{tmp_path / 'c'}", "--domain", "nonspeech",
                       "--data", str(tmp_path / "d"), "--workers", "0"])
-    assert rc == 1
+    assert rc == 1 and "two clips map to key 'c__a-b__000000000'" in capsys.readouterr().err.replace("\n", "")
 
 
-def test_catalog_parts_carry_shard_checksums(tmp_path, mixed_sources):
+def test_catalog_parts_carry_shard_checksums(tmp_path, mixed_sources, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSENTINEL123")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-sentinel-456")
     build_collection(mixed_sources, small_config(tmp_path / "d"))
     index = pq.read_table(tmp_path / "d" / "shards" / "pretrain" / "index.parquet").to_pylist()
     done = json.loads((tmp_path / "d" / "shards" / "pretrain" / "_COMPLETE.json").read_text())
@@ -122,7 +122,8 @@ def test_catalog_parts_carry_shard_checksums(tmp_path, mixed_sources):
     for r in index:
         assert hashlib.sha256((tmp_path / "d" / r["path"]).read_bytes()).hexdigest() == r["sha256"]
     assert not list((tmp_path / "d").rglob(".tmp-*"))
-    assert os.environ.get("AWS_SECRET_ACCESS_KEY", "@@none@@") not in json.dumps(done)
+    written = b"".join(p.read_bytes() for p in (tmp_path / "d").rglob("*") if p.is_file())
+    assert b"secret-sentinel-456" not in written and b"AKIDSENTINEL123" not in written
 
 
 def test_16k_mono_pcm16_sources_pass_through_bit_exactly(tmp_path, mixed_sources):
@@ -154,3 +155,42 @@ def test_corpora_are_interleaved_within_every_shard(tmp_path):
         corpora = [r["corpus"] for r in catalog if r["shard"] == shard]
         changes = sum(x != y for x, y in zip(corpora, corpora[1:]))
         assert {"a", "b"} <= set(corpora) and changes >= len(corpora) // 4, (shard, corpora)
+
+
+def test_spaces_and_non_ascii_names_give_safe_unique_keys_that_dali_indexes_read(tmp_path):
+    from ingest.config import Source
+    from ingest.synth import speechlike, write_audio
+    from shards.shardfile import parse_index
+
+    for name in ("my recording.wav", "my-recording.wav", "é" * 60 + ".wav", "ü" * 60 + ".wav"):
+        write_audio(tmp_path / "c" / name, speechlike(1.0, 16000), 16000)
+    build_collection([Source("mine", "folder", str(tmp_path / "c"), domain="speech")], small_config(tmp_path / "d"))
+    keys = read_catalog(Root(tmp_path / "d"), "pretrain").column("key").to_pylist()
+    assert len(set(keys)) == 4 and "mine__my-recording__000000000" in keys
+    assert all(k.isascii() and " " not in k and len(k) <= 95 for k in keys)
+    idx = (tmp_path / "d" / "shards" / "pretrain" / "shard-000000.idx").read_text()
+    assert {e.key for e in parse_index(idx)} == set(keys)
+    assert verify(str(tmp_path / "d")).ok
+
+
+def test_bad_names_are_refused_before_anything_is_written(tmp_path, capsys, mixed_sources):
+    for spec in ("my c=folder:/x", "my.c=folder:/x", "a__b=folder:/x"):
+        rc = ingest_main(["shards", "--corpus", spec, "--domain", "speech", "--data", str(tmp_path / "d")])
+        assert rc == 1 and "use letters, digits" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_same_config_from_another_folder_resumes_the_same_collection(tmp_path, mixed_sources, monkeypatch):
+    noise = Path(mixed_sources[1].root)
+    args = ["shards", "--domain", "nonspeech", "--data", str(tmp_path / "d"), "--workers", "0"]
+    monkeypatch.chdir(noise.parent)
+    assert ingest_main([*args, "--corpus", "noise=folder:noise"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert ingest_main([*args, "--corpus", f"noise=folder:{noise.relative_to(tmp_path)}"]) == 0
+
+
+def test_a_one_domain_ingest_writes_the_diets_it_can(tmp_path, mixed_sources, capsys):
+    rc = ingest_main(["shards", "--corpus", f"noise=folder:{mixed_sources[1].root}", "--domain", "nonspeech",
+                      "--data", str(tmp_path / "d"), "--workers", "0"])
+    assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "d" / "diets").glob("*.json")) == ["all.json", "nonspeech.json"]

@@ -11,7 +11,7 @@ from ingest.corpora import PRETRAIN
 from ingest.engine import build_collection, write_windows
 from ingest.sources import DEFAULT_CONFIG, load_config
 from ingest.synth import speechlike, write_audio
-from shards.catalog import read_catalog
+from shards.catalog import read_catalog, read_quarantine
 from shards.storage import Root
 from shards.verify import verify
 from tests.fixtures import ava_speech, esc50
@@ -55,3 +55,14 @@ def test_default_config_documents_all_twelve_corpora():
     settings, sources = load_config(DEFAULT_CONFIG)
     assert settings["collection"] == "pretrain" and sources == []  # all disabled until the user sets roots
     assert isinstance(DEFAULT_CONFIG, Path)
+
+
+def test_ava_audio_shorter_than_its_annotations_is_quarantined_with_the_reason(tmp_path):
+    src = ava_speech.build(tmp_path / "src")  # 0.2-s files, but annotations start 900 s into each movie
+    source = Source("ava", "ava_speech", str(src))
+    cfg = IngestConfig(data=str(tmp_path / "d"), collection="ava", workers=0)
+    summary = build_collection([source], cfg, purpose="transfer")
+    assert summary.quarantined == 24 and summary.corpora["ava"]["clips"] == 0
+    reasons = {r["reason"] for r in read_quarantine(Root(tmp_path / "d"), "ava").to_pylist()}
+    assert len(reasons) == 1 and reasons.pop().startswith("region starts at 900.00s but the file lasts 0.20s")
+    assert write_windows(source, cfg) == 0  # no window points at audio that was not written
