@@ -20,7 +20,7 @@ INGEST_FLAGS = $(if $(DATA),--data $(DATA)) $(if $(CODEC),--codec $(CODEC)) $(if
 OK3 = rc=$$?; if [ $$rc -eq 3 ]; then echo "finished with quarantined input (counted above): see catalog/*/quarantine/"; \
       elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
-.PHONY: help venv demo test test-fast shards transfer verify diets stats stream bench lint clean
+.PHONY: help venv demo test test-fast shards transfer verify diets stats stream bench gpu-check gpu-wheels lint clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -68,6 +68,12 @@ test-fast: venv ## the suite without tests marked slow
 
 bench: venv ## benchmarks against their naive peers; writes bench/results.json
 	$(PY) -m bench
+
+gpu-check: ## on a GPU machine: DALI GPU pipeline, GPU parity, GPU throughput -> $$OUT or bench/gpu_check.json
+	bash bench/gpu_check.sh
+
+gpu-wheels: ## here: fetch and split the wheels gpu-check installs on a GPU machine without a registry (.whl/)
+	bash bench/gpu_wheels.sh
 
 lint: venv
 	$(PY) -m ruff check .
