@@ -65,10 +65,10 @@ def main() -> int:
             res["dali_gpu_vs_cpu_max_abs"] = float((dali_batch - reference).abs()[audible].max())
             res["parity_ok"] = max(res["torch_gpu_vs_cpu_max_abs"], res["dali_gpu_vs_cpu_max_abs"]) < 2e-4
             res["dali_gpu_crops_per_s"] = BATCH * _batches_per_s(
-                lambda: dali_loader(table, sampler, LoaderState(), device_id=0, threads=4), 20)
-        res["torch_cpu_crops_per_s"] = BATCH * _batches_per_s(lambda: iter(torch_loader(table, sampler)), 5)
+                lambda t=table, s=sampler: dali_loader(t, s, LoaderState(), device_id=0, threads=4), 20)
+        res["torch_cpu_crops_per_s"] = BATCH * _batches_per_s(lambda t=table, s=sampler: iter(torch_loader(t, s)), 5)
         res["torch_cpu_4workers_crops_per_s"] = BATCH * _batches_per_s(
-            lambda: iter(torch_loader(table, sampler, workers=4)), 20)
+            lambda t=table, s=sampler: iter(torch_loader(t, s, workers=4)), 20)
         t0 = time.perf_counter()
         for _, idx in list(sampler.batches())[:20]:
             waves(idx)
