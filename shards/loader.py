@@ -93,26 +93,40 @@ def dali_device() -> int | None:
         return None
 
 
+class BatchSource:
+    """DALI external-source callable: batch `info.iteration` of the plan, as crops. Picklable, so DALI's
+    parallel external source can run it in `read_workers` processes (reads scale with cores)."""
+
+    def __init__(self, table: SampleTable, sampler: Sampler, state: LoaderState):
+        self.table, self.sampler, self.state = table, sampler, state
+        self.plan = [indices for _, indices in sampler.batches(state)]
+        self._waves: CropWaves | None = None
+
+    def __call__(self, info) -> list[np.ndarray]:
+        if info.iteration >= len(self.plan):
+            raise StopIteration
+        if self._waves is None:  # built in the worker process (file handles do not travel)
+            self._waves = CropWaves(self.table, self.sampler, self.state.epoch)
+        return list(self._waves(self.plan[info.iteration]))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_waves": None}
+
+
 def dali_loader(table: SampleTable, sampler: Sampler, state: LoaderState = LoaderState(),
                 stats: dict | None = None, device_id: int | None = None, threads: int = 2,
-                fe: FrontEnd = BYOLA) -> Iterator[Batch]:
-    """Batches from a DALI pipeline fed by the sampler (ranged reads on CPU, mel on `device_id`)."""
+                read_workers: int = 0, fe: FrontEnd = BYOLA) -> Iterator[Batch]:
+    """Batches from a DALI pipeline fed by the sampler: ranged reads on CPU (in `read_workers` processes,
+    0 = in the pipeline's thread), spectrogram, mel and log on `device_id` (None = CPU)."""
     from nvidia.dali import fn, pipeline_def, types
 
-    waves = CropWaves(table, sampler, state.epoch)
-    plan = list(sampler.batches(state))
-    feed = iter(plan)
+    source = BatchSource(table, sampler, state)
+    parallel = {"parallel": True, "prefetch_queue_depth": 4} if read_workers else {}
 
-    def source():
-        try:
-            _, indices = next(feed)
-        except StopIteration:
-            raise StopIteration from None
-        return list(waves(indices))
-
-    @pipeline_def(batch_size=sampler.batch_size, num_threads=threads, device_id=device_id, prefetch_queue_depth=2)
+    @pipeline_def(batch_size=sampler.batch_size, num_threads=threads, device_id=device_id,
+                  prefetch_queue_depth=2, py_num_workers=max(read_workers, 1), py_start_method="spawn")
     def pipe():
-        audio = fn.external_source(source=source, batch=True, dtype=types.FLOAT, no_copy=False)
+        audio = fn.external_source(source=source, batch=True, batch_info=True, dtype=types.FLOAT, **parallel)
         if device_id is not None:
             audio = audio.gpu()
         mel = dali_logmel(audio, fe)
@@ -120,10 +134,11 @@ def dali_loader(table: SampleTable, sampler: Sampler, state: LoaderState = Loade
 
     p = pipe()
     p.build()
-    log.info("DALI loader on %s", "GPU %d" % device_id if device_id is not None else "CPU (device_id=None)")
+    log.info("DALI loader on %s, %d read workers", f"GPU {device_id}" if device_id is not None else "CPU",
+             read_workers)
     import torch
 
-    for number, indices in plan:
+    for number, indices in zip((b for b, _ in sampler.batches(state)), source.plan):
         (out,) = p.run()
         if device_id is not None:
             from nvidia.dali.plugin.pytorch import feed_ndarray

@@ -62,6 +62,15 @@ def test_dali_cpu_loader_gives_the_torch_numbers(data):
         assert audible.float().mean() > 0.5 and float((a.x - b.x).abs()[audible].max()) < 2e-4
 
 
+def test_dali_parallel_reads_give_the_same_batches(data):
+    table = load_diet(data, "all")
+    sampler = Sampler(len(table), 8, seed=4)
+    serial = list(dali_loader(table, sampler, device_id=None))
+    parallel = list(dali_loader(table, sampler, device_id=None, read_workers=2))
+    assert [b.number for b in parallel] == [b.number for b in serial] == list(range(15))
+    assert all(torch.equal(a.x, b.x) for a, b in zip(serial, parallel))
+
+
 def test_resume_mid_epoch_continues_exactly(data):
     table = load_diet(data, "all")
     sampler = Sampler(len(table), 4, seed=3)
