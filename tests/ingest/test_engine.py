@@ -71,7 +71,7 @@ def test_rerun_skips_committed_shards(tmp_path, mixed_sources):
 def test_changed_settings_or_sources_refuse_with_one_line(tmp_path, mixed_sources, capsys):
     build_collection(mixed_sources, small_config(tmp_path / "d"))
     with pytest.raises(FingerprintMismatch, match="new collection"):
-        build_collection(mixed_sources, small_config(tmp_path / "d", codec="wav"))
+        build_collection(mixed_sources, small_config(tmp_path / "d", codec="flac"))
     with pytest.raises(FingerprintMismatch):
         build_collection(mixed_sources[:1], small_config(tmp_path / "d"))
     build_collection(mixed_sources[:1], small_config(tmp_path / "d", collection="more"))  # a new collection is fine
@@ -133,7 +133,7 @@ def test_16k_mono_pcm16_sources_pass_through_bit_exactly(tmp_path, mixed_sources
     rows = [r for r in read_catalog(Root(tmp_path / "d"), "pretrain").to_pylist() if r["corpus"] == "librispeech"]
     for row in rows:
         with tarfile.open(tmp_path / "d" / "shards" / "pretrain" / f"{row['shard']}.tar") as tar:
-            stored, _ = sf.read(tar.extractfile(f"{row['key']}.flac"), dtype="int16")
+            stored, _ = sf.read(tar.extractfile(f"{row['key']}.{row['codec']}"), dtype="int16")
         source, _ = sf.read(Path(mixed_sources[0].root) / "LibriSpeech" / row["source"], dtype="int16")
         assert np.array_equal(stored, source)
 

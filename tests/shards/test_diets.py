@@ -16,7 +16,7 @@ def _dali_keys(tar: str, idx: str) -> list[str]:
 
     @pipeline_def(batch_size=1, num_threads=1, device_id=None)  # CPU: no GPU needed
     def pipe():
-        audio, meta = fn.readers.webdataset(paths=[tar], index_paths=[idx], ext=["flac", "json"], name="r")
+        audio, meta = fn.readers.webdataset(paths=[tar], index_paths=[idx], ext=["wav", "json"], name="r")
         return audio, meta
 
     p = pipe()
