@@ -21,7 +21,7 @@ from shards.storage import filesystem
 log = logging.getLogger(__name__)
 
 WAV_HEADER = 44
-RETRIES = 5
+RETRIES = 8  # backoff 0.2, 0.4 ... capped at 4 s: ~17 s of patience, enough for a server restart
 
 
 class ShortRead(IOError):
@@ -55,13 +55,14 @@ class RangeReader:
         for attempt in range(RETRIES):
             try:
                 return fs.cat_file(path, start=offset, end=offset + size)
-            except (OSError, TimeoutError) as err:  # connection resets, 5xx mapped to OSError by fsspec
+            except FileNotFoundError:
+                raise  # a missing shard is not transient
+            except Exception as err:  # noqa: BLE001 - resets, refusals, 5xx: fsspec backends raise variously
                 if attempt == RETRIES - 1:
-                    raise
-                delay = 0.2 * 2 ** attempt
+                    raise OSError(f"{url}: range {offset}+{size} still failing after {RETRIES} tries: {err}") from err
+                delay = min(0.2 * 2**attempt, 4.0)
                 log.warning("%s: %s; retrying in %.1fs", url, err, delay)
                 time.sleep(delay)
-                fs.invalidate_cache()
         raise AssertionError("unreachable")
 
     def close(self) -> None:

@@ -152,6 +152,17 @@ def start_weed(workdir: Path, sockets: Path, access_key: str, secret_key: str
                ) -> tuple[subprocess.Popen, str, Path]:
     """Start `weed mini` in `workdir` (unix sockets in the short folder `sockets`); returns
     (process, endpoint URL, log path) once the S3 port answers."""
+    proc, endpoint, log_path, _ = start_weed_args(workdir, sockets, access_key, secret_key)
+    return proc, endpoint, log_path
+
+
+def start_weed_args(workdir: Path, sockets: Path, access_key: str, secret_key: str, args: list[str] | None = None
+                    ) -> tuple[subprocess.Popen, str, Path, list[str]]:
+    """As start_weed, also returning the command line, which `args=` reuses to restart the same server
+    (same ports, same data folder) after it was stopped."""
+    if args is not None:
+        s3_port = int(next(a for a in args if a.startswith("-s3.port=")).split("=")[1])
+        return (*_launch(workdir, args, s3_port), args)
     ports = free_ports(2 * len(COMPONENTS))
     admin, admin_grpc = free_port_pair(ADMIN_GRPC_OFFSET, set(ports))
     config = workdir / "identities.json"
@@ -170,8 +181,12 @@ def start_weed(workdir: Path, sockets: Path, access_key: str, secret_key: str
     for i, name in enumerate(COMPONENTS):
         args += [f"-{name}.port={ports[2 * i]}", f"-{name}.port.grpc={ports[2 * i + 1]}"]
     s3_port = ports[2 * COMPONENTS.index("s3")]
+    return (*_launch(workdir, args, s3_port), args)
+
+
+def _launch(workdir: Path, args: list[str], s3_port: int) -> tuple[subprocess.Popen, str, Path]:
     log_path = workdir / "weed.log"
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(args, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 preexec_fn=_die_with_parent)
     endpoint = f"http://127.0.0.1:{s3_port}"

@@ -1,0 +1,133 @@
+"""Streaming shards from S3 (a real `weed mini` server): same batches as from disk, survives a server
+restart mid-epoch, and a truncated shard is an error, not a silently short epoch."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ingest.engine import build_collection
+from shards.diets import load_diet, write_diet
+from shards.loader import torch_loader
+from shards.reader import RangeReader, ShortRead, read_crop
+from shards.sampler import LoaderState, Sampler
+from tests.conftest import build_mixed, small_config
+from tests.s3server import _stop, s3_server, start_weed_args  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_data(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("stream")
+    data = base / "data"
+    build_collection(build_mixed(base / "src"), small_config(data, clip_seconds=2.0, shard_seconds=8.0))
+    write_diet(str(data), "all")
+    return data
+
+
+def _upload(client, bucket: str, local: Path, prefix: str) -> None:
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            client.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(local).as_posix()}",
+                              Body=path.read_bytes())
+
+
+def _batches(data: str, seed: int = 1):
+    table = load_diet(data, "all")
+    return table, Sampler(len(table), 4, seed=seed)
+
+
+def test_s3_batches_equal_local_batches(local_data, s3_server):  # noqa: F811
+    _upload(s3_server.client, s3_server.bucket, local_data, "stream")
+    remote_table, sampler = _batches(s3_server.url("stream"))
+    assert remote_table.tars[0].startswith("s3://")
+    local_table, _ = _batches(str(local_data))
+    remote = list(torch_loader(remote_table, sampler))
+    local = list(torch_loader(local_table, sampler))
+    assert len(remote) == len(local) > 3
+    assert all(torch.equal(a.x, b.x) for a, b in zip(local, remote))
+
+
+def test_webdataset_reads_s3_through_the_registered_handler(local_data, s3_server):  # noqa: F811
+    import webdataset as wds
+
+    from shards.streaming import register_webdataset_schemes
+
+    _upload(s3_server.client, s3_server.bucket, local_data, "wds")
+    register_webdataset_schemes()
+    url = s3_server.url("wds/shards/pretrain/shard-000000.tar")
+    keys = [s["__key__"] for s in wds.WebDataset(url, shardshuffle=False)]
+    idx = (local_data / "shards" / "pretrain" / "shard-000000.idx").read_text().splitlines()[1:]
+    assert keys == [line.split()[3].rsplit(".", 1)[0] for line in idx]
+
+
+def test_a_server_restart_mid_epoch_is_retried_not_lost(local_data, tmp_path, monkeypatch):
+    workdir, sockets = tmp_path / "weed", Path(tempfile.mkdtemp(prefix="weed-"))
+    workdir.mkdir()
+    done = threading.Event()
+    proc, endpoint, _, args = start_weed_args(workdir, sockets, "AKRESTART0000001", "restart-secret")
+    try:
+        for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "AKRESTART0000001",
+                           "AWS_SECRET_ACCESS_KEY": "restart-secret", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(key, value)
+        import botocore.session
+
+        client = botocore.session.get_session().create_client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.create_bucket(Bucket="restart")
+                break
+            except Exception:  # noqa: BLE001 - the gateway is still connecting to its filer
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        _upload(client, "restart", local_data, "d")
+        table, sampler = _batches("s3://restart/d")
+        expected = list(torch_loader(*_batches(str(local_data))))
+        stream = iter(torch_loader(table, sampler))
+        got = [next(stream) for _ in range(len(expected) // 2)]
+        _stop(proc)
+        restarted: list = []
+
+        def restart_later() -> None:
+            # the server is killed when the thread that started it exits (PR_SET_PDEATHSIG): keep it alive
+            time.sleep(1.5)
+            restarted.append(start_weed_args(workdir, sockets, "", "", args)[0])
+            done.wait()
+
+        keeper = threading.Thread(target=restart_later, daemon=True)
+        keeper.start()
+        got += list(stream)  # reads fail while the server is down, then succeed after the restart
+        proc = restarted[0]
+        assert [b.number for b in got] == [b.number for b in expected]
+        assert all(torch.equal(a.x, b.x) for a, b in zip(expected, got))
+    finally:
+        _stop(proc)
+        done.set()
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def test_a_truncated_shard_is_an_error_not_a_short_epoch(local_data, tmp_path):
+    data = tmp_path / "copy"
+    shutil.copytree(local_data, data)
+    table, sampler = _batches(str(data))
+    last_tar = Path(table.tars[-1])
+    last_tar.write_bytes(last_tar.read_bytes()[: last_tar.stat().st_size // 2])
+    with pytest.raises(ShortRead, match="truncated"):
+        list(torch_loader(table, sampler))
+    reader = RangeReader()
+    i = int(np.argmax(table.tar_id == table.tar_id.max()))
+    with pytest.raises(ShortRead):
+        for j in range(i, len(table)):
+            read_crop(reader, table.tars[table.tar_id[j]], table.codecs[table.codec_id[j]], int(table.offset[j]),
+                      int(table.size[j]), int(table.samples[j]), 0, 15200)
+    assert LoaderState().to_dict() == {"epoch": 0, "batch": 0}
