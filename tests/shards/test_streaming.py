@@ -131,3 +131,46 @@ def test_a_truncated_shard_is_an_error_not_a_short_epoch(local_data, tmp_path):
             read_crop(reader, table.tars[table.tar_id[j]], table.codecs[table.codec_id[j]], int(table.offset[j]),
                       int(table.size[j]), int(table.samples[j]), 0, 15200)
     assert LoaderState().to_dict() == {"epoch": 0, "batch": 0}
+
+
+def _range_server(root: Path):
+    """A loopback HTTP server of `root` that honours `Range: bytes=a-b`, as HTTP(S) shard hosts do."""
+    import functools
+    import http.server
+    import re
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def send_head(self):
+            match = re.match(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+            path = Path(self.translate_path(self.path))
+            if not match or not path.is_file():
+                return super().send_head()
+            start, end = int(match[1]), int(match[2])
+            data = path.read_bytes()[start:end + 1]
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{start + len(data) - 1}/{path.stat().st_size}")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            import io
+
+            return io.BytesIO(data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_http_batches_equal_local_batches(local_data):
+    server = _range_server(local_data)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        remote_table, sampler = _batches(url)
+        assert remote_table.tars[0].startswith("http://")
+        local = list(torch_loader(*_batches(str(local_data))))
+        remote = list(torch_loader(remote_table, sampler))
+        assert len(remote) == len(local) and all(torch.equal(a.x, b.x) for a, b in zip(local, remote))
+    finally:
+        server.shutdown()
