@@ -2,7 +2,8 @@
 
 Both loaders take their samples, order and crops from one `Sampler` and their audio from one
 `read_crop` (ranged reads), then apply the one front end; only where the spectrogram is computed differs
-(torch on CPU in loader workers; DALI on the GPU, or on CPU with `device_id=None`).
+(scipy on CPU in loader workers; DALI's spectrogram on the GPU, or on CPU with `device_id=None`, then the
+one filterbank and log by torch on the same device).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from shards import layout
 from shards.diets import SampleTable, load_diet
-from shards.frontend import BYOLA, CROP_SAMPLES, FrontEnd, LogMel, dali_logmel
+from shards.frontend import BYOLA, CROP_SAMPLES, FrontEnd, LogMel, dali_power_spectrogram
 from shards.reader import RangeReader, read_crop
 from shards.sampler import LoaderState, Sampler, crop_starts
 from shards.storage import Root
@@ -129,8 +130,7 @@ def dali_loader(table: SampleTable, sampler: Sampler, state: LoaderState = Loade
         audio = fn.external_source(source=source, batch=True, batch_info=True, dtype=types.FLOAT, **parallel)
         if device_id is not None:
             audio = audio.gpu()
-        mel = dali_logmel(audio, fe)
-        return normalise(mel, stats) if stats else mel
+        return dali_power_spectrogram(audio, fe)
 
     p = pipe()
     p.build()
@@ -138,17 +138,18 @@ def dali_loader(table: SampleTable, sampler: Sampler, state: LoaderState = Loade
              read_workers)
     import torch
 
+    mel = LogMel(fe, device=f"cuda:{device_id}" if device_id is not None else "cpu")
     for number, indices in zip((b for b, _ in sampler.batches(state)), source.plan):
         (out,) = p.run()
         if device_id is not None:
             from nvidia.dali.plugin.pytorch import feed_ndarray
 
             tensor = out.as_tensor()
-            x = torch.empty(tensor.shape(), dtype=torch.float32, device=f"cuda:{device_id}")
-            feed_ndarray(tensor, x)
+            power = torch.empty(tensor.shape(), dtype=torch.float32, device=f"cuda:{device_id}")
+            feed_ndarray(tensor, power)
         else:
-            x = torch.from_numpy(np.stack([np.array(t) for t in out]))
-        yield Batch(number, x.unsqueeze(1), table.corpus_id[indices])
+            power = torch.from_numpy(np.stack([np.array(t) for t in out]))
+        yield Batch(number, normalise(mel.from_power(power), stats).unsqueeze(1), table.corpus_id[indices])
 
 
 def stats_path(diet: str) -> str:
