@@ -73,7 +73,7 @@ class LogMel:
         self.fe, self.device, self._torch = fe, device, torch
         self.filters = mel_filters(fe).to(torch.float32).to(device)  # (n_freqs, n_mels)
         self.window = torch.from_numpy(hann_periodic(fe.win_length)).to(device)
-        self._filters_np = self.filters.cpu().numpy()
+        self._filters_cpu = self.filters.cpu()
         self._window_np = hann_periodic(fe.win_length)
 
     def __call__(self, waves):
@@ -116,7 +116,10 @@ class LogMel:
         frames = np.lib.stride_tricks.sliding_window_view(padded, fe.n_fft, axis=1)[:, :: fe.hop_length]
         spec = scipy.fft.rfft(frames * self._window_np, axis=-1, workers=1)
         power = spec.real * spec.real + spec.imag * spec.imag  # (B, frames, n_freqs)
-        mel = np.matmul(power, self._filters_np)
+        # torch's matmul, not numpy's: it honours torch's thread setting (1 inside DataLoader workers),
+        # where numpy's BLAS would start a thread per core in every worker and oversubscribe the machine
+        flat = self._torch.from_numpy(power.reshape(-1, power.shape[-1]))
+        mel = self._torch.mm(flat, self._filters_cpu).numpy().reshape(*power.shape[:2], -1)
         return np.log(mel + np.float32(fe.eps)).transpose(0, 2, 1)
 
 
