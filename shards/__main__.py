@@ -54,8 +54,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_stream(args: argparse.Namespace) -> int:
     from shards.stream import stream
 
-    report = stream(args.data, args.diet[0], backend=args.backend, batch_size=args.batch_size,
-                    batches=args.batches, workers=args.workers, seed=args.seed)
+    report = stream(args.data, args.diet, backend=args.backend, batch_size=args.batch_size,
+                    batches=args.batches, workers=args.workers, read_workers=args.read_workers, seed=args.seed)
     print(json.dumps(report))
     console.print(f"{report['backend']} on {report['device']}: {report['crops_per_s']:.0f} crops/s, "
                   f"{report['mb_per_s']:.1f} MB/s read; batch {report['shape']}, mean {report['mean']:.3f}, "
@@ -84,12 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_stats)
     t = verbs.add_parser("stream", help="read a diet through a loader: throughput and a batch summary")
     t.add_argument("data", help="data root (folder, s3://bucket/prefix or https://host/prefix)")
-    t.add_argument("--diet", action="append", default=None, help="diet to stream (default: all)")
+    t.add_argument("--diet", default="all", help="diet to stream (default: all)")
     t.add_argument("--backend", choices=("auto", "torch", "dali"), default="auto",
                    help="auto: DALI on a GPU when there is one, else torch")
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--batches", type=int, default=20, help="batches to time (after one warm-up batch)")
     t.add_argument("--workers", type=int, default=0, help="torch DataLoader worker processes")
+    t.add_argument("--read-workers", type=int, default=0, help="DALI: processes reading crops (0: in-thread)")
     t.add_argument("--seed", type=int, default=42)
     t.set_defaults(func=cmd_stream)
     return parser
@@ -97,11 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.verb == "stream" and args.diet is None:
-        args.diet = ["all"]
     if args.verb == "stats" and args.diet is None:  # every default diet that was written
         root = Root(args.data)
         args.diet = [d for d in DIETS if root.exists(layout.diet_manifest_path(d))]
+        if not args.diet:
+            console.print(f"[red]error:[/red] {escape(args.data)}: no diets (run `python -m shards diet` first)")
+            return 1
     try:
         return args.func(args)
     except user_errors() as err:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from shards import layout
 from shards.diets import SampleTable, load_diet
 from shards.frontend import BYOLA, CROP_SAMPLES, FrontEnd, LogMel, dali_power_spectrogram
-from shards.reader import RangeReader, read_crop
+from shards.reader import RangeReader, crop_range, decode_crop
 from shards.sampler import LoaderState, Sampler, crop_starts
 from shards.storage import Root
 
@@ -44,54 +46,63 @@ class CropWaves:
 
     def __call__(self, indices: np.ndarray) -> np.ndarray:
         t = self.table
-        return np.stack([read_crop(self.reader, t.tars[t.tar_id[i]], t.codecs[t.codec_id[i]], int(t.offset[i]),
-                                   int(t.size[i]), int(t.samples[i]), int(self.starts[i]), self.crop)
-                         for i in indices])
+        codecs = [t.codecs[t.codec_id[i]] for i in indices]
+        ranges = [(t.tars[t.tar_id[i]], *crop_range(codec, int(t.offset[i]), int(t.size[i]), int(t.samples[i]),
+                                                    int(self.starts[i]), self.crop))
+                  for i, codec in zip(indices, codecs)]
+        datas = self.reader.read_many(ranges)  # remote ranges of the batch are fetched concurrently
+        return np.stack([decode_crop(data, codec, int(self.starts[i]), self.crop)
+                         for data, codec, i in zip(datas, codecs, indices)])
+
+    def close(self) -> None:
+        self.reader.close()
 
 
 def normalise(x, stats: dict | None):
     return x if stats is None else (x - stats["mean"]) / stats["std"]
 
 
-def _torch_dataset_class():
-    import torch
+class TorchCrops(torch.utils.data.IterableDataset):
+    """Batches of this rank; DataLoader workers take batches round-robin (the order it yields in).
+    Module-level and picklable, so workers start under spawn/forkserver too."""
 
-    class TorchCrops(torch.utils.data.IterableDataset):
-        """Batches of this rank; DataLoader workers take batches round-robin (the order it yields in)."""
+    def __init__(self, table: SampleTable, sampler: Sampler, state: LoaderState, stats: dict | None,
+                 fe: FrontEnd):
+        self.table, self.sampler, self.state, self.stats, self.fe = table, sampler, state, stats, fe
 
-        def __init__(self, table, sampler, state, stats, fe):
-            self.table, self.sampler, self.state, self.stats, self.fe = table, sampler, state, stats, fe
-
-        def __iter__(self) -> Iterator[Batch]:
-            info = torch.utils.data.get_worker_info()
-            worker, workers = (info.id, info.num_workers) if info else (0, 1)
-            waves = CropWaves(self.table, self.sampler, self.state.epoch)
-            mel = LogMel(self.fe)
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        waves = CropWaves(self.table, self.sampler, self.state.epoch)
+        mel = LogMel(self.fe)
+        try:
             for number, indices in self.sampler.batches(self.state, worker, workers):
                 x = normalise(mel(waves(indices)), self.stats).unsqueeze(1)
                 yield Batch(number, x, self.table.corpus_id[indices])
+        finally:
+            waves.close()
 
-    return TorchCrops
+
+def _as_is(batch: Batch) -> Batch:
+    """The DataLoader's collate_fn: batches are already made (a named function, so it pickles)."""
+    return batch
 
 
 def torch_loader(table: SampleTable, sampler: Sampler, state: LoaderState = LoaderState(),
                  stats: dict | None = None, workers: int = 0, fe: FrontEnd = BYOLA):
     """A torch DataLoader of `Batch`es; `workers` processes each compute their batches' log-mel on CPU."""
-    import torch
-
-    dataset = _torch_dataset_class()(table, sampler, state, stats, fe)
-    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
-                                       collate_fn=lambda b: b, persistent_workers=False)
+    dataset = TorchCrops(table, sampler, state, stats, fe)
+    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is,
+                                       persistent_workers=False)
 
 
 def dali_device() -> int | None:
-    """0 when a CUDA GPU is visible, else None (DALI's CPU-only mode)."""
-    try:
-        import torch
-
-        return 0 if torch.cuda.is_available() else None
-    except ImportError:  # pragma: no cover - torch is a core dependency
+    """This process's GPU (torch's current device: under torchrun, set it from LOCAL_RANK first), or
+    None when no GPU is visible (DALI's CPU-only mode)."""
+    if not torch.cuda.is_available():
         return None
+    local_rank = os.environ.get("LOCAL_RANK")
+    return int(local_rank) if local_rank is not None else torch.cuda.current_device()
 
 
 class BatchSource:
@@ -105,6 +116,8 @@ class BatchSource:
 
     def __call__(self, info) -> list[np.ndarray]:
         if info.iteration >= len(self.plan):
+            if self._waves is not None:
+                self._waves.close()
             raise StopIteration
         if self._waves is None:  # built in the worker process (file handles do not travel)
             self._waves = CropWaves(self.table, self.sampler, self.state.epoch)
@@ -136,8 +149,6 @@ def dali_loader(table: SampleTable, sampler: Sampler, state: LoaderState = Loade
     p.build()
     log.info("DALI loader on %s, %d read workers", f"GPU {device_id}" if device_id is not None else "CPU",
              read_workers)
-    import torch
-
     mel = LogMel(fe, device=f"cuda:{device_id}" if device_id is not None else "cpu")
     for number, indices in zip((b for b, _ in sampler.batches(state)), source.plan):
         (out,) = p.run()
@@ -161,16 +172,16 @@ def compute_stats(data: str, diet: str, crops: int = STATS_CROPS, seed: int = 42
     table = load_diet(data, diet)
     rng = np.random.default_rng([seed, 10_000])
     picks = rng.integers(0, len(table), size=crops)
-    starts = crop_starts(table.samples, rng.random(len(table)), CROP_SAMPLES)
-    reader, mel = RangeReader(), LogMel(fe)
+    waves = CropWaves(table, Sampler(len(table), 1, seed=seed), epoch=10_000)  # its own crop positions
+    mel = LogMel(fe)
     total = total_sq = 0.0
     count = 0
-    for chunk in np.array_split(picks, max(1, crops // 256)):
-        waves = np.stack([read_crop(reader, table.tars[table.tar_id[i]], table.codecs[table.codec_id[i]],
-                                    int(table.offset[i]), int(table.size[i]), int(table.samples[i]),
-                                    int(starts[i]), CROP_SAMPLES) for i in chunk])
-        x = mel(waves).double()
-        total, total_sq, count = total + float(x.sum()), total_sq + float((x * x).sum()), count + x.numel()
+    try:
+        for chunk in np.array_split(picks, max(1, crops // 256)):
+            x = mel(waves(chunk)).double()
+            total, total_sq, count = total + float(x.sum()), total_sq + float((x * x).sum()), count + x.numel()
+    finally:
+        waves.close()
     mean = total / count
     stats = {"mean": mean, "std": float(np.sqrt(max(total_sq / count - mean * mean, 1e-12))), "crops": crops,
              "seed": seed, "diet": diet, "front_end": fe.to_dict()}

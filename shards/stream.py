@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -15,8 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def stream(data: str, diet: str, backend: str = "auto", batch_size: int = 256, batches: int = 20,
-           workers: int = 0, seed: int = 42) -> dict:
-    """Time `batches` batches (after one warm-up) and summarise them; returns a JSON-able report."""
+           workers: int = 0, read_workers: int = 0, seed: int = 42) -> dict:
+    """Time `batches` batches (after one warm-up; epochs repeat on small diets) and summarise them."""
     table = load_diet(data, diet)
     try:
         stats = load_stats(data, diet)
@@ -27,27 +29,29 @@ def stream(data: str, diet: str, backend: str = "auto", batch_size: int = 256, b
     device = dali_device()
     if backend == "auto":
         backend = "dali" if device is not None else "torch"
-    if backend == "dali":
-        batches_iter = dali_loader(table, sampler, LoaderState(), stats, device_id=device)
-        where = f"GPU {device}" if device is not None else "CPU"
-    else:
-        batches_iter = iter(torch_loader(table, sampler, LoaderState(), stats, workers=workers))
-        where = f"CPU ({workers} workers)" if workers else "CPU (in-process)"
+
+    def epochs() -> Iterator:
+        for epoch in itertools.count():
+            state = LoaderState(epoch=epoch)
+            if backend == "dali":
+                yield from dali_loader(table, sampler, state, stats, device_id=device, read_workers=read_workers)
+            else:
+                yield from torch_loader(table, sampler, state, stats, workers=workers)
+
+    where = (f"GPU {device}" if device is not None else "CPU") if backend == "dali" else \
+        (f"CPU ({workers} workers)" if workers else "CPU (in-process)")
+    batches_iter = epochs()
     first = next(batches_iter)
-    t0, count, shares, last = time.perf_counter(), 0, [], first
-    for batch in batches_iter:
-        count += 1
+    t0, shares, last = time.perf_counter(), [], first
+    for _, batch in zip(range(batches), batches_iter):
         shares.append(np.bincount(batch.corpus_id, minlength=len(table.corpora)))
         last = batch
-        if count >= batches:
-            break
     seconds = max(time.perf_counter() - t0, 1e-9)
     x = last.x.float().cpu()
-    share = np.sum(shares, axis=0) if shares else np.bincount(first.corpus_id, minlength=len(table.corpora))
-    mean_member = float(np.mean(np.where(np.array(table.codecs)[table.codec_id] == "wav",
-                                         2 * 15_200, table.size)))
-    return {"backend": backend, "device": where, "diet": diet, "batches": count,
-            "crops_per_s": count * sampler.batch_size / seconds,
-            "mb_per_s": count * sampler.batch_size * mean_member / seconds / 1e6,
+    share = np.sum(shares, axis=0)
+    crop_bytes = np.where(np.array(table.codecs)[table.codec_id] == "wav", 2 * 15_200, table.size)
+    return {"backend": backend, "device": where, "diet": diet, "batches": len(shares),
+            "crops_per_s": len(shares) * sampler.batch_size / seconds,
+            "mb_per_s": len(shares) * sampler.batch_size * float(np.mean(crop_bytes)) / seconds / 1e6,
             "shape": list(x.shape), "mean": float(x.mean()), "std": float(x.std()),
             "corpus_share": {c: round(float(n / share.sum()), 3) for c, n in zip(table.corpora, share)}}

@@ -81,15 +81,31 @@ def test_resume_mid_epoch_continues_exactly(data):
 
 
 def test_batches_mix_corpora_in_proportion_to_the_diet(data):
+    """Each batch is a random draw from the whole diet: per-batch shares of the 75 % corpus have the
+    hypergeometric mean and spread (a shard-level sampler over interleaved shards would be too uniform
+    or too lumpy)."""
     table = load_diet(data, "all")
-    share = float(np.mean(np.array(table.corpora)[table.corpus_id] == "sp"))
+    names = np.array(table.corpora)[table.corpus_id]
+    share = float(np.mean(names == "sp"))
     assert share == pytest.approx(0.75)
-    seen = []
-    for epoch in range(8):
-        sampler = Sampler(len(table), 10, seed=5)
-        for _, indices in sampler.batches(LoaderState(epoch=epoch)):
-            seen.append(np.mean(np.array(table.corpora)[table.corpus_id[indices]] == "sp"))
-    assert abs(np.mean(seen) - 0.75) < 0.02 and min(seen) < 0.75 < max(seen)
+    batch, n = 10, len(table)
+    shares = [float(np.mean(np.array(table.corpora)[b.corpus_id] == "sp"))
+              for epoch in range(6) for b in torch_loader(table, Sampler(n, batch, seed=5), LoaderState(epoch=epoch))]
+    expected_sd = np.sqrt(share * (1 - share) / batch * (n - batch) / (n - 1))
+    assert abs(np.mean(shares) - share) < 0.02
+    assert 0.6 * expected_sd < np.std(shares) < 1.4 * expected_sd
+
+
+def test_datasets_pickle_for_spawned_workers(data):
+    import pickle
+
+    from shards.frontend import BYOLA
+    from shards.loader import TorchCrops, _as_is
+
+    table = load_diet(data, "all")
+    dataset = TorchCrops(table, Sampler(len(table), 8), LoaderState(), None, BYOLA)
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert [b.number for b in clone] == list(range(15)) and pickle.loads(pickle.dumps(_as_is)) is _as_is
 
 
 def test_a_diet_reads_only_its_own_bytes(data):

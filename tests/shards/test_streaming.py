@@ -69,7 +69,7 @@ def test_webdataset_reads_s3_through_the_registered_handler(local_data, s3_serve
     assert keys == [line.split()[3].rsplit(".", 1)[0] for line in idx]
 
 
-def test_a_server_restart_mid_epoch_is_retried_not_lost(local_data, tmp_path, monkeypatch):
+def test_a_server_restart_mid_epoch_is_retried_not_lost(local_data, tmp_path, monkeypatch, caplog):
     workdir, sockets = tmp_path / "weed", Path(tempfile.mkdtemp(prefix="weed-"))
     workdir.mkdir()
     done = threading.Event()
@@ -99,15 +99,18 @@ def test_a_server_restart_mid_epoch_is_retried_not_lost(local_data, tmp_path, mo
         restarted: list = []
 
         def restart_later() -> None:
-            # the server is killed when the thread that started it exits (PR_SET_PDEATHSIG): keep it alive
-            time.sleep(1.5)
+            # the server is killed when the thread that started it exits (PR_SET_PDEATHSIG): keep it alive.
+            # Down for 8 s: longer than botocore's own retries, so the reader's backoff must carry the epoch.
+            time.sleep(8.0)
             restarted.append(start_weed_args(workdir, sockets, "", "", args)[0])
             done.wait()
 
         keeper = threading.Thread(target=restart_later, daemon=True)
         keeper.start()
-        got += list(stream)  # reads fail while the server is down, then succeed after the restart
+        with caplog.at_level("WARNING", logger="shards.reader"):
+            got += list(stream)  # reads fail while the server is down, then succeed after the restart
         proc = restarted[0]
+        assert any("retrying in" in r.getMessage() for r in caplog.records)
         assert [b.number for b in got] == [b.number for b in expected]
         assert all(torch.equal(a.x, b.x) for a, b in zip(expected, got))
     finally:
@@ -174,3 +177,35 @@ def test_http_batches_equal_local_batches(local_data):
         assert len(remote) == len(local) and all(torch.equal(a.x, b.x) for a, b in zip(local, remote))
     finally:
         server.shutdown()
+
+
+def test_permanent_errors_are_raised_at_once_not_retried(local_data, s3_server, monkeypatch):  # noqa: F811
+    _upload(s3_server.client, s3_server.bucket, local_data, "perm")
+    url = s3_server.url("perm/shards/pretrain/shard-000000.tar")
+    size = (local_data / "shards" / "pretrain" / "shard-000000.tar").stat().st_size
+    t0 = time.monotonic()
+    with pytest.raises(ShortRead):
+        RangeReader().read(url, size - 10, 100)  # past the end of the object
+    with pytest.raises(FileNotFoundError):
+        RangeReader().read(s3_server.url("perm/shards/pretrain/no-such.tar"), 0, 10)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    with pytest.raises(PermissionError):
+        RangeReader().read(url, 0, 10)
+    s3fs.S3FileSystem.clear_instance_cache()
+    assert time.monotonic() - t0 < 8  # no 14-s backoff for errors that cannot heal
+
+
+def test_local_readers_keep_a_bounded_number_of_files_open(local_data, monkeypatch):
+    import os
+
+    import shards.reader
+
+    monkeypatch.setattr(shards.reader, "OPEN_FILES", 2)
+    table, sampler = _batches(str(local_data))
+    before = len(os.listdir("/proc/self/fd"))
+    for epoch in range(5):
+        list(torch_loader(table, sampler, LoaderState(epoch=epoch)))
+    assert len(os.listdir("/proc/self/fd")) <= before + 1
