@@ -18,6 +18,7 @@ from shards import layout
 from shards.catalog import collections as complete_collections
 from shards.catalog import read_catalog
 from shards.shardfile import index_text, parse_index
+from shards.sampler import Sampler
 from shards.storage import Root
 
 log = logging.getLogger(__name__)
@@ -145,3 +146,31 @@ def load_diet(data: str, diet: str) -> SampleTable:
     dtypes = {"tar_id": np.int32, "codec_id": np.int8, "corpus_id": np.int16, "offset": np.int64,
               "size": np.int64, "samples": np.int64}
     return SampleTable(tars, codecs, corpora, **{k: np.asarray(v, dtype=dtypes[k]) for k, v in cols.items()})
+
+
+def write_rank_indexes(data: str, diet: str, sampler: Sampler, epoch: int) -> list[dict]:
+    """The sampler's choice for (epoch, rank) as DALI index files, one per tar that holds any of it.
+
+    For `fn.readers.webdataset(paths=[...tar], index_paths=[...idx])`: the rank then reads exactly its
+    sample-level share of the epoch (the same samples the torch/DALI loaders give that rank), each
+    tar's lines in the sampler's order. Returns [{"tar", "idx", "samples"}] with URLs.
+    """
+    root = Root(data)
+    manifest = json.loads(root.read_bytes(layout.diet_manifest_path(diet)))
+    order = sampler.rank_order(epoch)
+    position = np.full(sampler.num_samples, -1, dtype=np.int64)
+    position[order] = np.arange(len(order))
+    written, first = [], 0
+    for collection in manifest["collections"]:  # the order load_diet numbers samples in
+        for shard in (s for s in manifest["shards"] if s["collection"] == collection):
+            lines = root.read_bytes(shard["idx"]).decode().splitlines()[1:]
+            mine = sorted((int(position[first + j]), line) for j, line in enumerate(lines)
+                          if position[first + j] >= 0)
+            first += len(lines)
+            if mine:
+                rel = layout.rank_idx_path(diet, epoch, sampler.rank, collection, shard["shard"])
+                root.write_bytes(rel, index_text(line for _, line in mine).encode())
+                written.append({"tar": root.url_of(shard["tar"]), "idx": root.url_of(rel), "samples": len(mine)})
+    if first != sampler.num_samples:
+        raise ValueError(f"diet {diet!r} has {first} samples, the sampler was made for {sampler.num_samples}")
+    return written

@@ -88,3 +88,8 @@ def diet_idx_path(collection: str, diet: str, shard: str) -> str:
 def diet_manifest_path(diet: str) -> str:
     """Which shards (tar + per-diet idx) a diet reads, across collections."""
     return f"diets/{diet}.json"
+
+
+def rank_idx_path(diet: str, epoch: int, rank: int, collection: str, shard: str) -> str:
+    """A rank's share of one epoch of a diet, as a DALI index over one tar (see diets.write_rank_indexes)."""
+    return f"diets/{diet}-epochs/epoch-{epoch:05d}/rank-{rank:04d}/{collection}-{shard}.idx"

@@ -54,3 +54,28 @@ def test_default_diets_never_draw_on_transfer_datasets(tmp_path, mixed_sources):
                      small_config(data, collection="esc50", clip_seconds=None), purpose="transfer")
     manifest = write_diet(str(data), "nonspeech")
     assert manifest["collections"] == ["pretrain"] and set(manifest["per_corpus"]) == {"noise"}
+
+
+def test_rank_indexes_let_dalis_reader_read_exactly_each_ranks_share(tmp_path, mixed_sources):
+    from shards.diets import load_diet, write_rank_indexes
+    from shards.sampler import Sampler
+
+    data = tmp_path / "d"
+    build_collection(mixed_sources, small_config(data))
+    write_diet(str(data), "all")
+    table = load_diet(str(data), "all")
+    catalog = read_catalog(Root(data), "pretrain").to_pylist()
+    from shards.shardfile import parse_index
+
+    offsets = {(r["shard"], parse_index(f"v1.2 1\n{r['idx_line']}")[0].members[r["codec"]][0]): r["key"]
+               for r in catalog}
+    shard_of = {i: t.rsplit("/", 1)[-1][:-4] for i, t in enumerate(table.tars)}
+    seen = []
+    for rank in range(2):
+        sampler = Sampler(len(table), 2, seed=7, rank=rank, world_size=2)
+        expected = {offsets[(shard_of[table.tar_id[i]], int(table.offset[i]))] for i in sampler.rank_order(3)}
+        got = [k for entry in write_rank_indexes(str(data), "all", sampler, epoch=3)
+               for k in _dali_keys(entry["tar"], entry["idx"])]
+        assert sorted(got) == sorted(expected) and len(got) == 4
+        seen += got
+    assert len(set(seen)) == len(seen)  # ranks are disjoint
