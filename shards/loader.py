@@ -128,11 +128,15 @@ class BatchSource:
 
 
 def dali_loader(table: SampleTable, sampler: Sampler, state: LoaderState = LoaderState(),
-                stats: dict | None = None, device_id: int | None = None, threads: int = 2,
+                stats: dict | None = None, device_id: int | None | str = "auto", threads: int = 2,
                 read_workers: int = 0, fe: FrontEnd = BYOLA) -> Iterator[Batch]:
     """Batches from a DALI pipeline fed by the sampler: ranged reads on CPU (in `read_workers` processes,
-    0 = in the pipeline's thread), spectrogram, mel and log on `device_id` (None = CPU)."""
+    0 = in the pipeline's thread), spectrogram, mel and log on `device_id` ("auto": this process's GPU
+    when there is one, else the CPU; None forces the CPU). The choice is logged."""
     from nvidia.dali import fn, pipeline_def, types
+
+    if device_id == "auto":
+        device_id = dali_device()
 
     source = BatchSource(table, sampler, state)
     parallel = {"parallel": True, "prefetch_queue_depth": 4} if read_workers else {}
@@ -147,7 +151,7 @@ def dali_loader(table: SampleTable, sampler: Sampler, state: LoaderState = Loade
 
     p = pipe()
     p.build()
-    log.info("DALI loader on %s, %d read workers", f"GPU {device_id}" if device_id is not None else "CPU",
+    log.warning("DALI loader on %s, %d read workers", f"GPU {device_id}" if device_id is not None else "CPU",
              read_workers)
     mel = LogMel(fe, device=f"cuda:{device_id}" if device_id is not None else "cpu")
     for number, indices in zip((b for b, _ in sampler.batches(state)), source.plan):
