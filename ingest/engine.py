@@ -191,7 +191,7 @@ def _frozen_plan(root: Root, collection: str, manifest: dict, listed: Sequence[L
             plan = read_table(root, plan_rel)
             meta = json.loads(plan.schema.metadata[b"audiodiet.plan"])
             _count_plan_outcomes(summary, meta)
-            return plan.replace_schema_metadata(None)
+            return _relocate(plan.replace_schema_metadata(None), listed)
     probes = _probe_all(executor, listed, cfg)
     probes = [pr if pr.reason else replace(pr, reason=region_problem(listed[pr.index].recording, pr))
               for pr in probes]
@@ -209,6 +209,16 @@ def _frozen_plan(root: Root, collection: str, manifest: dict, listed: Sequence[L
     write_table(root, plan_rel, plan, {"audiodiet.plan": meta})
     _count_plan_outcomes(summary, meta)
     return plan
+
+
+def _relocate(plan: pa.Table, listed: Sequence[Listed]) -> pa.Table:
+    """The frozen plan with each clip's `source_path` taken from this run's listing: the fingerprint
+    ignores where a corpus lives, so a corpus moved (or mounted elsewhere) between runs is read from
+    where it is now, never from where it was."""
+    where = {(x.recording.corpus, x.recording.path): x.source_path for x in listed}
+    paths = [where[(c, p)] for c, p in zip(plan.column("corpus").to_pylist(), plan.column("source").to_pylist())]
+    index = plan.schema.get_field_index("source_path")
+    return plan.set_column(index, "source_path", pa.array(paths, type=pa.string()))
 
 
 def _count_by(rows: Sequence[dict]) -> dict[str, int]:

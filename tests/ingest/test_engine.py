@@ -194,3 +194,20 @@ def test_a_one_domain_ingest_writes_the_diets_it_can(tmp_path, mixed_sources, ca
                       "--data", str(tmp_path / "d"), "--workers", "0"])
     assert rc == 0
     assert sorted(p.name for p in (tmp_path / "d" / "diets").glob("*.json")) == ["all.json", "nonspeech.json"]
+
+
+def test_a_corpus_moved_between_runs_is_read_from_its_new_place(tmp_path, mixed_sources):
+    import shutil
+
+    from ingest.config import Source
+
+    data = tmp_path / "d"
+    build_collection(mixed_sources, small_config(data))
+    reference = _files(data)
+    for part in (data / "catalog" / "pretrain" / "clips").glob("*.parquet"):
+        part.unlink()  # as if killed before any shard committed
+    moved = tmp_path / "moved-noise"
+    shutil.move(mixed_sources[1].root, moved)
+    again = build_collection([mixed_sources[0], Source("noise", "folder", str(moved), domain="nonspeech")],
+                             small_config(data))
+    assert again.quarantined == 0 and _files(data) == reference
