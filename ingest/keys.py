@@ -5,18 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 
+from shards.layout import check_name  # noqa: F401 - re-exported: names and keys share one rule
 from shards.shardfile import MAX_KEY
 
 _PATH_SEPARATORS = re.compile(r"[/.]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # corpus and collection names
-
-
-def check_name(name: str, what: str = "corpus") -> str:
-    """Names go into keys and folders: letters, digits, '_' and '-' only, and no '__' (the key separator)."""
-    if not NAME.match(name) or "__" in name:
-        raise ValueError(f"{what} name {name!r}: use letters, digits, '_' and '-' only (no '__')")
-    return name
 
 
 def recording_id(path: str) -> str:

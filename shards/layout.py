@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import re
 
-_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # the same rule as corpus names (ingest.keys)
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+def check_name(name: str, what: str = "corpus") -> str:
+    """Corpus and collection names go into keys and folders: letters, digits, '_' and '-', and no '__'
+    (the key separator)."""
+    if not NAME.match(name) or "__" in name:
+        raise ValueError(f"{what} name {name!r}: use letters, digits, '_' and '-' only (no '__')")
+    return name
 
 
 def check_collection(name: str) -> str:
-    if not _COLLECTION.match(name):
-        raise ValueError(f"collection name {name!r}: use letters, digits, '_' and '-' only")
-    return name
+    return check_name(name, "collection")
 
 
 def shard_name(index: int) -> str:
@@ -37,10 +43,6 @@ def shard_index_path(collection: str) -> str:
 def complete_path(collection: str) -> str:
     """Completion record, written last: its presence means the collection is whole."""
     return f"shards/{collection}/_COMPLETE.json"
-
-
-def catalog_dir(collection: str) -> str:
-    return f"catalog/{collection}"
 
 
 def plan_path(collection: str) -> str:
@@ -75,10 +77,6 @@ def duplicates_path(collection: str) -> str:
 
 def windows_path(collection: str) -> str:
     return f"catalog/{collection}/windows.parquet"
-
-
-def diet_dir(collection: str, diet: str) -> str:
-    return f"shards/{collection}/diets/{diet}"
 
 
 def diet_idx_path(collection: str, diet: str, shard: str) -> str:

@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -58,9 +57,6 @@ class Root:
     def read_bytes(self, rel: str) -> bytes:
         return self.fs.cat_file(self.path(rel))
 
-    def size(self, rel: str) -> int:
-        return int(self.fs.size(self.path(rel)))
-
     def listdir(self, rel: str, suffix: str = "") -> list[str]:
         """Sorted names (not paths) in folder `rel` ending in `suffix`; temporary files excluded."""
         try:
@@ -69,10 +65,6 @@ class Root:
             return []
         names = (e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
         return sorted(n for n in names if n.endswith(suffix) and not n.startswith(TMP_MARK))
-
-    def remove(self, rel: str) -> None:
-        if self.exists(rel):
-            self.fs.rm(self.path(rel))
 
     def remove_stale_temporaries(self, rel_dir: str) -> int:
         """Delete temp files a killed run left in `rel_dir` (local roots only; S3 has none)."""
@@ -134,9 +126,3 @@ class AtomicWriter:
                 self.tmp.unlink()
             if not self.root.is_local:
                 shutil.rmtree(self.tmp.parent, ignore_errors=True)
-
-
-def iter_lines(root: Root, rel: str) -> Iterator[str]:
-    with root.open(rel, "rb") as f:
-        for line in io.TextIOWrapper(f, encoding="utf-8"):
-            yield line.rstrip("\n")
