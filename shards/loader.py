@@ -1,7 +1,7 @@
 """The BYOL-A input stream: normalised 64x96 log-mel crops of a diet, from the torch or the DALI loader.
 
 Both loaders take their samples, order and crops from one `Sampler` and their audio from one
-`read_crop` (ranged reads), then apply the one front end; only where the spectrogram is computed differs
+`crop_range`/`decode_crop` (ranged reads), then apply the one front end; only where the spectrogram is computed differs
 (scipy on CPU in loader workers; DALI's spectrogram on the GPU, or on CPU with `device_id=None`, then the
 one filterbank and log by torch on the same device).
 """

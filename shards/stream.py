@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from shards.diets import load_diet
+from shards.frontend import CROP_SAMPLES
 from shards.loader import dali_device, dali_loader, load_stats, torch_loader
 from shards.sampler import LoaderState, Sampler
 
@@ -49,7 +50,7 @@ def stream(data: str, diet: str, backend: str = "auto", batch_size: int = 256, b
     seconds = max(time.perf_counter() - t0, 1e-9)
     x = last.x.float().cpu()
     share = np.sum(shares, axis=0)
-    crop_bytes = np.where(np.array(table.codecs)[table.codec_id] == "wav", 2 * 15_200, table.size)
+    crop_bytes = np.where(np.array(table.codecs)[table.codec_id] == "wav", 2 * CROP_SAMPLES, table.size)
     return {"backend": backend, "device": where, "diet": diet, "batches": len(shares),
             "crops_per_s": len(shares) * sampler.batch_size / seconds,
             "mb_per_s": len(shares) * sampler.batch_size * float(np.mean(crop_bytes)) / seconds / 1e6,
