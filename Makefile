@@ -2,6 +2,9 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+# The uv that bootstraps the install; the same version is locked as a dev dependency (tests/test_lock.py).
+UV_VERSION := 0.13.9
 DATA      ?=
 CORPORA   ?= ingest/corpora.toml
 CODEC     ?=
@@ -20,18 +23,25 @@ INGEST_FLAGS = $(if $(DATA),--data $(DATA)) $(if $(CODEC),--codec $(CODEC)) $(if
 OK3 = rc=$$?; if [ $$rc -eq 3 ]; then echo "finished with quarantined input (counted above): see catalog/*/quarantine/"; \
       elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
-.PHONY: help venv demo test test-fast shards transfer verify diets stats stream bench gpu-check gpu-wheels lint clean
+.PHONY: help venv lock demo test test-fast shards transfer verify diets stats stream bench gpu-check gpu-wheels lint clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-$(VENV)/.installed: pyproject.toml
+# Every install reads uv.lock (exact versions and hashes of every package, transitive ones included).
+# `--locked` refuses when pyproject.toml and uv.lock disagree: run `make lock` on purpose, then commit both.
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --extra dev --python $(PY) --no-progress
 	touch $@
 
-venv: $(VENV)/.installed ## create .venv and install the project with its dev extra
+venv: $(VENV)/.installed ## create .venv and install exactly what uv.lock lists (project editable, dev extra)
+
+lock: | $(UV) ## re-resolve uv.lock from pyproject.toml on purpose (LOCK_FLAGS=--upgrade to take newer releases)
+	$(UV) lock $(LOCK_FLAGS)
 
 demo: venv ## synthesise the demo corpora, shard them, ingest the demo transfer set, verify, write diets
 	$(PY) -m ingest demo --out $(DEMO)
