@@ -83,7 +83,7 @@ def ours(data: str, batches: int, backend: str) -> float:
 def _repeat(table, times: int):
     from dataclasses import replace
 
-    cols = ("tar_id", "codec_id", "corpus_id", "offset", "size", "samples")
+    cols = ("tar_id", "codec_id", "corpus_id", "offset", "size", "frames")
     return replace(table, **{c: np.tile(getattr(table, c), times) for c in cols})
 
 

@@ -42,7 +42,7 @@ class RichProgress(EngineProgress):
     def shard_done(self, result) -> None:
         self.seconds += result.source_seconds
         xrt = self.seconds / max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.update(self.task, advance=result.samples + len(result.quarantined),
+        self.bar.update(self.task, advance=result.clips + len(result.quarantined),
                         hours=self.seconds / 3600, xrt=xrt)
 
 
@@ -72,7 +72,7 @@ def _run(sources, cfg: IngestConfig, purpose: str = "pretrain") -> int:
                   f"{summary.duplicates} duplicates removed")
     if purpose == "pretrain":
         for diet, manifest in write_default_diets(cfg.data).items():
-            console.print(f"diet {diet}: {manifest['samples']} samples, {manifest['seconds'] / 3600:.3f} h")
+            console.print(f"diet {diet}: {manifest['clips']} clips, {manifest['seconds'] / 3600:.3f} h")
     return EXIT_QUARANTINED if summary.quarantined else EXIT_OK
 
 

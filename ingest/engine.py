@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, as_completed, wait
+from collections.abc import Iterator, Sequence
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,14 +25,12 @@ from ingest.plan import Listed, Probe, build_plan, deduplicate, needs_audio_hash
 from ingest.remote import is_url, shadow_tree
 from ingest.write import ShardJob, ShardResult, write_shard
 from shards import layout
-from shards.catalog import QUARANTINE_SCHEMA, read_catalog, read_table, write_table
-from shards.executor import default_workers, make_executor
+from shards.catalog import (DUPLICATES_SCHEMA, PURPOSES, QUARANTINE_SCHEMA, SHARD_INDEX_SCHEMA, read_catalog,
+                            read_table, write_table)
+from shards.executor import bounded_map, default_workers, make_executor
 from shards.storage import Root
 
 log = logging.getLogger(__name__)
-
-
-PURPOSES = ("pretrain", "transfer")
 
 
 class FingerprintMismatch(ValueError):
@@ -202,8 +200,7 @@ def _frozen_plan(root: Root, collection: str, manifest: dict, listed: Sequence[L
                         for i, pr in enumerate(probes) if pr.reason]
     write_table(root, layout.quarantine_path(collection, "probe"),
                  pa.Table.from_pylist(probe_quarantine, schema=QUARANTINE_SCHEMA))
-    write_table(root, layout.duplicates_path(collection), pa.Table.from_pylist(
-        dropped, schema=pa.schema([(n, pa.string()) for n in ("corpus", "path", "duplicate_of", "reason")])))
+    write_table(root, layout.duplicates_path(collection), pa.Table.from_pylist(dropped, schema=DUPLICATES_SCHEMA))
     meta = {"quarantined": _count_by(probe_quarantine), "duplicates": _count_by(dropped), "tails_dropped": tails}
     root.write_bytes(manifest_rel, json.dumps(manifest, indent=1, sort_keys=True).encode())
     write_table(root, plan_rel, plan, {"audiodiet.plan": meta})
@@ -249,19 +246,6 @@ def _jobs(plan: pa.Table, cfg: IngestConfig, collection: str) -> Iterator[ShardJ
         yield ShardJob(cfg.data, collection, rows[0]["shard"], cfg.codec, tuple(rows))
 
 
-def bounded_map(executor: Executor, fn, jobs: Iterable, in_flight: int) -> Iterator:
-    """Results of fn(job) as they complete, with at most `in_flight` jobs submitted at once, so pending
-    payloads never pile up in memory (a 1,200-shard plan would otherwise be queued whole)."""
-    pending: set = set()
-    for job in jobs:
-        if len(pending) >= in_flight:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield from (f.result() for f in done)
-        pending.add(executor.submit(fn, job))
-    for future in as_completed(pending):
-        yield future.result()
-
-
 def _finish(root: Root, collection: str, results: Sequence[ShardResult], summary: Summary,
             manifest: dict) -> None:
     """Shard index table, then the completion record (last)."""
@@ -278,10 +262,8 @@ def _finish(root: Root, collection: str, results: Sequence[ShardResult], summary
     summary.quarantined += sum(decode_q.values())
     index = pa.Table.from_pylist([
         {"shard": r.shard, "path": layout.tar_path(collection, r.shard), "idx": layout.idx_path(collection, r.shard),
-         "samples": r.samples, "bytes": r.bytes, "seconds": r.seconds, "sha256": r.sha256} for r in results],
-        schema=pa.schema([("shard", pa.string()), ("path", pa.string()), ("idx", pa.string()),
-                          ("samples", pa.int64()), ("bytes", pa.int64()), ("seconds", pa.float64()),
-                          ("sha256", pa.string())]))
+         "clips": r.clips, "bytes": r.bytes, "seconds": r.seconds, "sha256": r.sha256} for r in results],
+        schema=SHARD_INDEX_SCHEMA)
     write_table(root, layout.shard_index_path(collection), index)
     record = {**summary.to_dict(), "purpose": manifest["purpose"], "config": manifest["config"],
               "sources": manifest["sources"]}

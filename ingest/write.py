@@ -33,7 +33,7 @@ class ShardJob:
 @dataclass(frozen=True, slots=True)
 class ShardResult:
     shard: str
-    samples: int
+    clips: int
     seconds: float
     bytes: int
     sha256: str
@@ -43,14 +43,14 @@ class ShardResult:
     per_corpus: dict = field(default_factory=dict)  # corpus -> [clips, seconds]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shard": self.shard, "samples": self.samples, "seconds": self.seconds, "bytes": self.bytes,
+        return {"shard": self.shard, "clips": self.clips, "seconds": self.seconds, "bytes": self.bytes,
                 "sha256": self.sha256, "per_corpus": self.per_corpus}
 
 
-def catalog_record(row: dict, job: ShardJob, samples: int) -> dict:
+def catalog_record(row: dict, job: ShardJob, frames: int) -> dict:
     """The clip's catalog row (also its `<key>.json`, minus the codec and index line)."""
     out = {k: row.get(k) for k in JSON_FIELDS if k in row and k != "extra"}
-    out.update(collection=job.collection, shard=job.shard, samples=samples, sample_rate=audio.SAMPLE_RATE)
+    out.update(collection=job.collection, shard=job.shard, frames=frames, sample_rate=audio.SAMPLE_RATE)
     return out
 
 
@@ -97,7 +97,7 @@ def write_shard(job: ShardJob) -> ShardResult:
     if quarantined:
         write_table(root, layout.quarantine_path(job.collection, job.shard),
                        pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
-    result = ShardResult(job.shard, len(catalog), sum(r["samples"] for r in catalog) / audio.SAMPLE_RATE,
+    result = ShardResult(job.shard, len(catalog), sum(r["frames"] for r in catalog) / audio.SAMPLE_RATE,
                          size, sha, source_seconds, tuple(quarantined), per_corpus=per_corpus)
     write_table(root, part, pa.Table.from_pylist(catalog, schema=CATALOG_SCHEMA),
                 {"audiodiet.shard": result.to_dict()})
@@ -106,5 +106,5 @@ def write_shard(job: ShardJob) -> ShardResult:
 
 def _committed_result(root: Root, part: str, shard: str) -> ShardResult:
     meta = table_metadata(root, part, "audiodiet.shard")
-    return ShardResult(shard=shard, samples=meta["samples"], seconds=meta["seconds"], bytes=meta["bytes"],
+    return ShardResult(shard=shard, clips=meta["clips"], seconds=meta["seconds"], bytes=meta["bytes"],
                        sha256=meta["sha256"], skipped=True, per_corpus=meta["per_corpus"])

@@ -22,9 +22,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = verify(args.data, args.collection)
     for problem in report.problems:
         console.print("[red]MISMATCH[/red]", escape(problem), highlight=False)
-    result = {"ok": report.ok, "shards": report.shards, "samples": report.samples, "problems": report.problems}
+    result = {"ok": report.ok, "shards": report.shards, "clips": report.clips, "problems": report.problems}
     print(json.dumps(result))
-    console.print(f"verified {report.shards} shards, {report.samples} samples: "
+    console.print(f"verified {report.shards} shards, {report.clips} clips: "
                   + ("all sound" if report.ok else f"{len(report.problems)} problem(s)"))
     return 0 if report.ok else 1
 

@@ -19,16 +19,25 @@ CATALOG_SCHEMA = pa.schema([
     ("key", pa.string()), ("collection", pa.string()), ("shard", pa.string()), ("corpus", pa.string()),
     ("domain", pa.string()), ("subset", pa.string()), ("split", pa.string()), ("label", pa.string()),
     ("speaker", pa.string()), ("source", pa.string()), ("start", pa.float64()), ("seconds", pa.float64()),
-    ("samples", pa.int64()), ("sample_rate", pa.int32()), ("source_rate", pa.int32()),
+    ("frames", pa.int64()), ("sample_rate", pa.int32()), ("source_rate", pa.int32()),
     ("source_channels", pa.int32()), ("codec", pa.string()), ("extra", pa.string()), ("idx_line", pa.string()),
 ])
 QUARANTINE_SCHEMA = pa.schema([
     ("collection", pa.string()), ("corpus", pa.string()), ("source", pa.string()), ("key", pa.string()),
     ("stage", pa.string()), ("reason", pa.string()),
 ])
+# One row per shard of a collection: `shards/<collection>/index.parquet`.
+SHARD_INDEX_SCHEMA = pa.schema([
+    ("shard", pa.string()), ("path", pa.string()), ("idx", pa.string()), ("clips", pa.int64()),
+    ("bytes", pa.int64()), ("seconds", pa.float64()), ("sha256", pa.string()),
+])
+# Clips dropped as duplicates of an earlier one (FSD superset): `catalog/<collection>/duplicates.parquet`.
+DUPLICATES_SCHEMA = pa.schema([(n, pa.string()) for n in ("corpus", "path", "duplicate_of", "reason")])
+# Why a collection was ingested: diets draw only on "pretrain" collections, never on held-out "transfer" sets.
+PURPOSES = ("pretrain", "transfer")
 # Fields of the catalog row that also go into each sample's `<key>.json` (extra as an object there).
 JSON_FIELDS = ("key", "collection", "shard", "corpus", "domain", "subset", "split", "label", "speaker", "source",
-               "start", "seconds", "samples", "sample_rate", "source_rate", "source_channels", "extra")
+               "start", "seconds", "frames", "sample_rate", "source_rate", "source_channels", "extra")
 
 
 def write_table(root: Root, rel: str, table: pa.Table, metadata: dict | None = None) -> None:
@@ -51,7 +60,9 @@ def table_metadata(root: Root, rel: str, key: str) -> dict:
 
 def collections(root: Root, purpose: str | None = None) -> list[str]:
     """Collections whose completion record exists (only whole collections are read), optionally only
-    those ingested for `purpose` ("pretrain" or "transfer")."""
+    those ingested for `purpose` (one of PURPOSES)."""
+    if purpose is not None and purpose not in PURPOSES:
+        raise ValueError(f"purpose={purpose!r}, expected one of {PURPOSES}")
     names = [c for c in root.listdir("shards") if root.exists(layout.complete_path(c))]
     if purpose is None:
         return names

@@ -38,7 +38,7 @@ class DietShard:
     shard: str
     tar: str  # path under the data root
     idx: str  # the diet's own index for that tar
-    samples: int
+    clips: int
     seconds: float
 
 
@@ -75,11 +75,11 @@ def write_diet(data: str, diet: str, corpora: list[str] | None = None,
                                     len(lines[shard]), seconds[shard]))
     if not shards:
         raise EmptyDiet(f"diet {diet!r} selects no samples in collections {names}: not written")
-    manifest = {"diet": diet, "collections": names, "corpora": corpora, "samples": sum(s.samples for s in shards),
+    manifest = {"diet": diet, "collections": names, "corpora": corpora, "clips": sum(s.clips for s in shards),
                 "seconds": sum(s.seconds for s in shards),
-                "per_corpus": {c: {"samples": n, "seconds": s} for c, (n, s) in sorted(per_corpus.items())},
+                "per_corpus": {c: {"clips": n, "seconds": s} for c, (n, s) in sorted(per_corpus.items())},
                 "shards": [{"collection": s.collection, "shard": s.shard, "tar": s.tar, "idx": s.idx,
-                            "samples": s.samples, "seconds": s.seconds} for s in shards]}
+                            "clips": s.clips, "seconds": s.seconds} for s in shards]}
     root.write_bytes(layout.diet_manifest_path(diet), json.dumps(manifest, indent=1).encode())
     return manifest
 
@@ -97,11 +97,11 @@ def write_default_diets(data: str) -> dict[str, dict]:
 
 
 @dataclass(frozen=True)
-class SampleTable:
+class ClipTable:
     """A diet's samples as columns (no per-sample Python objects: millions of rows stay small).
 
     `tar_id` indexes `tars` (URLs readers open), `codec_id` indexes `codecs`, `corpus_id` indexes
-    `corpora`; `offset`/`size` locate each audio member, `samples` is its length in samples.
+    `corpora`; `offset`/`size` locate each audio member, `frames` is its length in PCM frames.
     """
 
     tars: list[str]
@@ -112,13 +112,13 @@ class SampleTable:
     corpus_id: np.ndarray
     offset: np.ndarray
     size: np.ndarray
-    samples: np.ndarray
+    frames: np.ndarray
 
     def __len__(self) -> int:
         return len(self.offset)
 
 
-def load_diet(data: str, diet: str) -> SampleTable:
+def load_diet(data: str, diet: str) -> ClipTable:
     """The samples of diet `diet` under data root `data`, in manifest order (shard, then position)."""
     root = Root(data)
     rel = layout.diet_manifest_path(diet)
@@ -126,26 +126,26 @@ def load_diet(data: str, diet: str) -> SampleTable:
         raise FileNotFoundError(f"{data}: no diet {diet!r} ({rel}); write it with `python -m shards diet {data}`")
     manifest = json.loads(root.read_bytes(rel))
     tars, codecs, corpora = [], [], []
-    cols: dict[str, list] = {k: [] for k in ("tar_id", "codec_id", "corpus_id", "offset", "size", "samples")}
+    cols: dict[str, list] = {k: [] for k in ("tar_id", "codec_id", "corpus_id", "offset", "size", "frames")}
     for collection in manifest["collections"]:
-        catalog = read_catalog(root, collection, ["key", "corpus", "samples", "codec"])
+        catalog = read_catalog(root, collection, ["key", "corpus", "frames", "codec"])
         by_key = {k: (c, n, x) for k, c, n, x in zip(*(catalog.column(f).to_pylist()
-                                                       for f in ("key", "corpus", "samples", "codec")))}
+                                                       for f in ("key", "corpus", "frames", "codec")))}
         for shard in (s for s in manifest["shards"] if s["collection"] == collection):
             tars.append(root.url_of(shard["tar"]))
             for entry in parse_index(root.read_bytes(shard["idx"]).decode()):
-                corpus, samples, codec = by_key[entry.key]
+                corpus, frames, codec = by_key[entry.key]
                 for name, table in ((codec, codecs), (corpus, corpora)):
                     if name not in table:
                         table.append(name)
                 offset, size = entry.members[codec]
                 for k, v in (("tar_id", len(tars) - 1), ("codec_id", codecs.index(codec)),
                              ("corpus_id", corpora.index(corpus)), ("offset", offset), ("size", size),
-                             ("samples", samples)):
+                             ("frames", frames)):
                     cols[k].append(v)
     dtypes = {"tar_id": np.int32, "codec_id": np.int8, "corpus_id": np.int16, "offset": np.int64,
-              "size": np.int64, "samples": np.int64}
-    return SampleTable(tars, codecs, corpora, **{k: np.asarray(v, dtype=dtypes[k]) for k, v in cols.items()})
+              "size": np.int64, "frames": np.int64}
+    return ClipTable(tars, codecs, corpora, **{k: np.asarray(v, dtype=dtypes[k]) for k, v in cols.items()})
 
 
 def write_rank_indexes(data: str, diet: str, sampler: Sampler, epoch: int) -> list[dict]:
@@ -153,12 +153,12 @@ def write_rank_indexes(data: str, diet: str, sampler: Sampler, epoch: int) -> li
 
     For `fn.readers.webdataset(paths=[...tar], index_paths=[...idx])`: the rank then reads exactly its
     sample-level share of the epoch (the same samples the torch/DALI loaders give that rank), each
-    tar's lines in the sampler's order. Returns [{"tar", "idx", "samples"}] with URLs.
+    tar's lines in the sampler's order. Returns [{"tar", "idx", "clips"}] with URLs.
     """
     root = Root(data)
     manifest = json.loads(root.read_bytes(layout.diet_manifest_path(diet)))
     order = sampler.rank_order(epoch)
-    position = np.full(sampler.num_samples, -1, dtype=np.int64)
+    position = np.full(sampler.num_clips, -1, dtype=np.int64)
     position[order] = np.arange(len(order))
     written, first = [], 0
     for collection in manifest["collections"]:  # the order load_diet numbers samples in
@@ -170,7 +170,7 @@ def write_rank_indexes(data: str, diet: str, sampler: Sampler, epoch: int) -> li
             if mine:
                 rel = layout.rank_idx_path(diet, epoch, sampler.rank, collection, shard["shard"])
                 root.write_bytes(rel, index_text(line for _, line in mine).encode())
-                written.append({"tar": root.url_of(shard["tar"]), "idx": root.url_of(rel), "samples": len(mine)})
-    if first != sampler.num_samples:
-        raise ValueError(f"diet {diet!r} has {first} samples, the sampler was made for {sampler.num_samples}")
+                written.append({"tar": root.url_of(shard["tar"]), "idx": root.url_of(rel), "clips": len(mine)})
+    if first != sampler.num_clips:
+        raise ValueError(f"diet {diet!r} has {first} clips, the sampler was made for {sampler.num_clips}")
     return written

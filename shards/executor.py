@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, as_completed, wait
 from contextlib import contextmanager
 from typing import Any
 
@@ -66,6 +66,19 @@ def make_executor(workers: int | None = None, scheduler: str | None = None,
     # (forkserver would keep the environment of its first use, e.g. AWS_* set later in a notebook).
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield pool
+
+
+def bounded_map(executor: Executor, fn: Callable[[Any], Any], jobs: Iterable, in_flight: int) -> Iterator:
+    """Results of fn(job) as they complete, with at most `in_flight` jobs submitted at once, so pending
+    payloads never pile up in memory (a 1,200-shard plan would otherwise be queued whole)."""
+    pending: set = set()
+    for job in jobs:
+        if len(pending) >= in_flight:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in done)
+        pending.add(executor.submit(fn, job))
+    for future in as_completed(pending):
+        yield future.result()
 
 
 def _jobqueue_cluster(kind: str, workers: int | None):

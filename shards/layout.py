@@ -88,6 +88,21 @@ def diet_manifest_path(diet: str) -> str:
     return f"diets/{diet}.json"
 
 
+def model_dir(run: str) -> str:
+    """A pre-training run: checkpoints, norm stats, config, metrics."""
+    return f"models/{check_name(run, 'run')}"
+
+
+def store_dir(table: str) -> str:
+    """A feature-store table (embeddings, descriptors, probes, rsa, ...): partitioned Parquet under it."""
+    return f"store/{check_name(table, 'store table')}"
+
+
+def report_dir(name: str) -> str:
+    """A report: report.html, report.md and its figures."""
+    return f"reports/{check_name(name, 'report')}"
+
+
 def rank_idx_path(diet: str, epoch: int, rank: int, collection: str, shard: str) -> str:
     """A rank's share of one epoch of a diet, as a DALI index over one tar (see diets.write_rank_indexes)."""
     return f"diets/{diet}-epochs/epoch-{epoch:05d}/rank-{rank:04d}/{collection}-{shard}.idx"

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from shards import layout
-from shards.diets import SampleTable, load_diet
+from shards.diets import ClipTable, load_diet
 from shards.frontend import BYOLA, CROP_SAMPLES, FrontEnd, LogMel, dali_power_spectrogram
 from shards.reader import RangeReader, crop_range, decode_crop
 from shards.sampler import LoaderState, Sampler, crop_starts
@@ -33,21 +33,21 @@ STATS_CROPS = 10_000
 class Batch:
     number: int  # batch number within the epoch on this rank
     x: object  # torch.Tensor (B, 1, n_mels, frames), normalised when stats are given
-    corpus_id: np.ndarray  # per sample, indexes SampleTable.corpora
+    corpus_id: np.ndarray  # per sample, indexes ClipTable.corpora
 
 
 class CropWaves:
     """Sample indices -> (B, CROP_SAMPLES) float32 waveforms, for one epoch's crops."""
 
-    def __init__(self, table: SampleTable, sampler: Sampler, epoch: int, crop: int = CROP_SAMPLES):
+    def __init__(self, table: ClipTable, sampler: Sampler, epoch: int, crop: int = CROP_SAMPLES):
         self.table, self.crop = table, crop
-        self.starts = crop_starts(table.samples, sampler.crop_fractions(epoch), crop)
+        self.starts = crop_starts(table.frames, sampler.crop_fractions(epoch), crop)
         self.reader = RangeReader()
 
     def __call__(self, indices: np.ndarray) -> np.ndarray:
         t = self.table
         codecs = [t.codecs[t.codec_id[i]] for i in indices]
-        ranges = [(t.tars[t.tar_id[i]], *crop_range(codec, int(t.offset[i]), int(t.size[i]), int(t.samples[i]),
+        ranges = [(t.tars[t.tar_id[i]], *crop_range(codec, int(t.offset[i]), int(t.size[i]), int(t.frames[i]),
                                                     int(self.starts[i]), self.crop))
                   for i, codec in zip(indices, codecs)]
         datas = self.reader.read_many(ranges)  # remote ranges of the batch are fetched concurrently
@@ -66,7 +66,7 @@ class TorchCrops(torch.utils.data.IterableDataset):
     """Batches of this rank; DataLoader workers take batches round-robin (the order it yields in).
     Module-level and picklable, so workers start under spawn/forkserver too."""
 
-    def __init__(self, table: SampleTable, sampler: Sampler, state: LoaderState, stats: dict | None,
+    def __init__(self, table: ClipTable, sampler: Sampler, state: LoaderState, stats: dict | None,
                  fe: FrontEnd):
         self.table, self.sampler, self.state, self.stats, self.fe = table, sampler, state, stats, fe
 
@@ -88,7 +88,7 @@ def _as_is(batch: Batch) -> Batch:
     return batch
 
 
-def torch_loader(table: SampleTable, sampler: Sampler, state: LoaderState = LoaderState(),
+def torch_loader(table: ClipTable, sampler: Sampler, state: LoaderState = LoaderState(),
                  stats: dict | None = None, workers: int = 0, fe: FrontEnd = BYOLA):
     """A torch DataLoader of `Batch`es; `workers` processes each compute their batches' log-mel on CPU."""
     dataset = TorchCrops(table, sampler, state, stats, fe)
@@ -109,7 +109,7 @@ class BatchSource:
     """DALI external-source callable: batch `info.iteration` of the plan, as crops. Picklable, so DALI's
     parallel external source can run it in `read_workers` processes (reads scale with cores)."""
 
-    def __init__(self, table: SampleTable, sampler: Sampler, state: LoaderState):
+    def __init__(self, table: ClipTable, sampler: Sampler, state: LoaderState):
         self.table, self.sampler, self.state = table, sampler, state
         self.plan = [indices for _, indices in sampler.batches(state)]
         self._waves: CropWaves | None = None
@@ -127,7 +127,7 @@ class BatchSource:
         return {**self.__dict__, "_waves": None}
 
 
-def dali_loader(table: SampleTable, sampler: Sampler, state: LoaderState = LoaderState(),
+def dali_loader(table: ClipTable, sampler: Sampler, state: LoaderState = LoaderState(),
                 stats: dict | None = None, device_id: int | None | str = "auto", threads: int = 2,
                 read_workers: int = 0, fe: FrontEnd = BYOLA) -> Iterator[Batch]:
     """Batches from a DALI pipeline fed by the sampler: ranged reads on CPU (in `read_workers` processes,

@@ -1,6 +1,6 @@
 """Random access to shard members by (offset, size), locally (pread) or over HTTP(S)/S3 (ranged GETs).
 
-A diet reads only its own samples' bytes, and a WAV member only the bytes of its 0.95-s crop: the
+A diet reads only its own clips' bytes, and a WAV member only the bytes of its 0.95-s crop: the
 canonical 44-byte header puts sample n at byte 44 + 2n. FLAC members are read whole and decoded.
 Remote ranges of a batch are fetched concurrently (fsspec `cat_ranges`). Transient failures (connection
 errors, timeouts, 5xx) are retried with backoff; a range past the end of a shard is `ShortRead`, and
@@ -129,10 +129,10 @@ class RangeReader:
         return {"bytes_read": 0, "requests": 0, "_fds": OrderedDict()}
 
 
-def crop_range(codec: str, offset: int, size: int, samples: int, start: int, crop: int) -> tuple[int, int]:
+def crop_range(codec: str, offset: int, size: int, frames: int, start: int, crop: int) -> tuple[int, int]:
     """(offset, size) of the bytes a crop needs: just the crop for WAV, the whole member otherwise."""
     if codec == "wav":
-        count = max(0, min(crop, samples - start))
+        count = max(0, min(crop, frames - start))
         return offset + WAV_HEADER + 2 * start, 2 * count
     return offset, size
 
@@ -149,7 +149,7 @@ def decode_crop(data: bytes, codec: str, start: int, crop: int) -> np.ndarray:
     return out
 
 
-def read_crop(reader: RangeReader, url: str, codec: str, offset: int, size: int, samples: int,
+def read_crop(reader: RangeReader, url: str, codec: str, offset: int, size: int, frames: int,
               start: int, crop: int) -> np.ndarray:
     """One crop (see `crop_range`, `decode_crop`); loaders fetch a whole batch with `read_many`."""
-    return decode_crop(reader.read(url, *crop_range(codec, offset, size, samples, start, crop)), codec, start, crop)
+    return decode_crop(reader.read(url, *crop_range(codec, offset, size, frames, start, crop)), codec, start, crop)

@@ -1,4 +1,4 @@
-"""One sampler for every loader: which samples, in which order, with which crop, on which rank and worker.
+"""One sampler for every loader: which clips, in which order, with which crop, on which rank and worker.
 
 - Order: a permutation from (seed, epoch): reproducible, different every epoch.
 - Partition: sample-level, strided over ranks (rank r takes positions r, r+W, ...), then batches are dealt
@@ -7,7 +7,7 @@
 - Resume: the state is (epoch, batches consumed); starting from it neither replays nor skips a sample.
 - Crops: each sample's 0.95-s window start is drawn from (seed, epoch) too, so both loaders (torch and
   DALI) see the same crops and a resumed epoch sees the crops it would have.
-- A random permutation of the diet's samples mixes corpora in proportion to their sample counts.
+- A random permutation of the diet's clips mixes corpora in proportion to their clip counts.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class LoaderState:
 
 @dataclass(frozen=True, slots=True)
 class Sampler:
-    num_samples: int
+    num_clips: int
     batch_size: int
     seed: int = 42
     rank: int = 0
@@ -45,20 +45,20 @@ class Sampler:
         if self.batch_size <= 0:
             raise ValueError(f"batch_size={self.batch_size} must be > 0")
         if self.batches_per_epoch() == 0:
-            raise ValueError(f"{self.num_samples} samples cannot give one batch of {self.batch_size} "
+            raise ValueError(f"{self.num_clips} clips cannot give one batch of {self.batch_size} "
                              f"on each of {self.world_size} ranks")
 
     def batches_per_epoch(self) -> int:
-        return self.num_samples // self.world_size // self.batch_size
+        return self.num_clips // self.world_size // self.batch_size
 
     def rank_order(self, epoch: int) -> np.ndarray:
         """This rank's sample indices for `epoch`, exactly batches_per_epoch * batch_size of them."""
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.num_clips)
         return order[self.rank::self.world_size][: self.batches_per_epoch() * self.batch_size]
 
     def crop_fractions(self, epoch: int) -> np.ndarray:
         """Per sample (by index), where in [0, 1) of its croppable span this epoch's crop starts."""
-        return np.random.default_rng([self.seed, epoch, 1]).random(self.num_samples)
+        return np.random.default_rng([self.seed, epoch, 1]).random(self.num_clips)
 
     def batches(self, state: LoaderState = LoaderState(), worker: int = 0,
                 num_workers: int = 1) -> Iterator[tuple[int, np.ndarray]]:
@@ -69,7 +69,7 @@ class Sampler:
                 yield b, order[b * self.batch_size:(b + 1) * self.batch_size]
 
 
-def crop_starts(samples: np.ndarray, fractions: np.ndarray, crop: int) -> np.ndarray:
-    """First sample of each crop: uniform over the valid starts; 0 for samples shorter than the crop."""
-    span = np.maximum(samples - crop + 1, 1)
+def crop_starts(frames: np.ndarray, fractions: np.ndarray, crop: int) -> np.ndarray:
+    """First sample of each crop: uniform over the valid starts; 0 for clips shorter than the crop."""
+    span = np.maximum(frames - crop + 1, 1)
     return np.minimum((fractions * span).astype(np.int64), span - 1)

@@ -63,7 +63,7 @@ class TarWriter:
 
     out: IO[bytes]
     idx_lines: list[str] = field(default_factory=list)
-    samples: int = 0
+    clips: int = 0
     _sink: _HashingSink = field(init=False)
     _tar: tarfile.TarFile = field(init=False)
 
@@ -86,7 +86,7 @@ class TarWriter:
             parts.append(f"{ext} {data_offset} {len(data)} {info.name}")
         line = " ".join(parts)
         self.idx_lines.append(line)
-        self.samples += 1
+        self.clips += 1
         return line
 
     def close(self) -> tuple[int, str]:
@@ -130,5 +130,5 @@ def parse_index(text: str) -> list[IndexEntry]:
             key = name[: -(len(ext) + 1)] if key is None else key
         entries.append(IndexEntry(key=key or "", members=members))
     if len(entries) != count:
-        raise ValueError(f"index header says {count} samples, found {len(entries)} lines")
+        raise ValueError(f"index header says {count} clips, found {len(entries)} lines")
     return entries

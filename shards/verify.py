@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Report:
     shards: int = 0
-    samples: int = 0
+    clips: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -71,9 +71,9 @@ def verify_shard(root: Root, collection: str, entry: dict, rows: list[dict]) -> 
                 members[key], _ = {}, order.append(key)
             members[key][ext] = tar.extractfile(info).read()
     if order != [r["key"] for r in rows]:
-        problems.append(f"{where}: tar holds {len(order)} samples, catalog lists {len(rows)} (or order differs)")
-    if entry["samples"] != len(order):
-        problems.append(f"{where}: index says {entry['samples']} samples, tar holds {len(order)}")
+        problems.append(f"{where}: tar holds {len(order)} clips, catalog lists {len(rows)} (or order differs)")
+    if entry["clips"] != len(order):
+        problems.append(f"{where}: index says {entry['clips']} clips, tar holds {len(order)}")
     for row in rows:
         sample = members.get(row["key"], {})
         audio_bytes = sample.get(row["codec"])
@@ -85,9 +85,9 @@ def verify_shard(root: Root, collection: str, entry: dict, rows: list[dict]) -> 
         except Exception as err:  # noqa: BLE001 - any decoder failure is a finding, not a crash
             problems.append(f"{where}: {row['key']}.{row['codec']} does not decode ({err})")
             continue
-        if rate != SAMPLE_RATE or len(pcm) != row["samples"]:
-            problems.append(f"{where}: {row['key']} decodes to {len(pcm)} samples at {rate} Hz, "
-                            f"catalog says {row['samples']} at {SAMPLE_RATE}")
+        if rate != SAMPLE_RATE or len(pcm) != row["frames"]:
+            problems.append(f"{where}: {row['key']} decodes to {len(pcm)} frames at {rate} Hz, "
+                            f"catalog says {row['frames']} at {SAMPLE_RATE}")
         if json.loads(sample["json"]) != _expected_json(row):
             problems.append(f"{where}: {row['key']}.json differs from its catalog row")
     idx_text = root.read_bytes(entry["idx"]).decode()
@@ -125,7 +125,7 @@ def verify(data: str, only: list[str] | None = None,
             except FileNotFoundError as err:
                 report.problems.append(f"{collection}/{entry['shard']}: missing file ({err})")
             report.shards += 1
-            report.samples += entry["samples"]
+            report.clips += entry["clips"]
             if progress:
                 progress(entry["shard"])
     return report

@@ -28,7 +28,7 @@ def test_collection_round_trip_verifies_and_catalog_matches(tmp_path, mixed_sour
     assert summary.corpora["noise"]["clips"] == 6
     report = verify(str(tmp_path / "d"))
     assert report.ok, report.problems
-    assert report.samples == 9
+    assert report.clips == 9
     catalog = read_catalog(Root(tmp_path / "d"), "pretrain").to_pylist()
     keys = [r["key"] for r in catalog]
     assert len(set(keys)) == len(keys)
@@ -89,7 +89,7 @@ def test_table_one_cutting_and_tail_policies(tmp_path, mixed_sources):
     build_collection(mixed_sources, small_config(tmp_path / "p2", tail="pad"))
     rows = {r["key"]: r for r in read_catalog(Root(tmp_path / "p2"), "pretrain").to_pylist()}
     tail = rows["noise__n0__000020000"]
-    assert tail["seconds"] == 3.5 and tail["samples"] == 160000  # valid length kept, audio padded
+    assert tail["seconds"] == 3.5 and tail["frames"] == 160000  # valid length kept, audio padded
     build_collection(mixed_sources, small_config(tmp_path / "dr", tail="drop"))
     keys = {r["key"] for r in read_catalog(Root(tmp_path / "dr"), "pretrain").to_pylist()}
     assert "noise__n0__000020000" not in keys and "noise__n1__000010000" not in keys
@@ -117,7 +117,7 @@ def test_catalog_parts_carry_shard_checksums(tmp_path, mixed_sources, monkeypatc
     build_collection(mixed_sources, small_config(tmp_path / "d"))
     index = pq.read_table(tmp_path / "d" / "shards" / "pretrain" / "index.parquet").to_pylist()
     done = json.loads((tmp_path / "d" / "shards" / "pretrain" / "_COMPLETE.json").read_text())
-    assert sum(r["samples"] for r in index) == 9 and done["shards"] == len(index)
+    assert sum(r["clips"] for r in index) == 9 and done["shards"] == len(index)
     import hashlib
     for r in index:
         assert hashlib.sha256((tmp_path / "d" / r["path"]).read_bytes()).hexdigest() == r["sha256"]

@@ -33,15 +33,15 @@ def test_diets_select_by_domain_and_dali_reads_only_them(tmp_path, mixed_sources
     build_collection(mixed_sources, small_config(data))
     catalog = read_catalog(Root(data), "pretrain").to_pylist()
     manifests = {d: write_diet(str(data), d) for d in ("speech", "nonspeech", "all")}
-    assert manifests["speech"]["samples"] == 3 and manifests["nonspeech"]["samples"] == 6
-    assert manifests["all"]["samples"] == len(catalog) == 9
+    assert manifests["speech"]["clips"] == 3 and manifests["nonspeech"]["clips"] == 6
+    assert manifests["all"]["clips"] == len(catalog) == 9
     for diet, domains in (("speech", {"speech"}), ("nonspeech", {"nonspeech"})):
         for shard in manifests[diet]["shards"]:
             got = _dali_keys(str(data / shard["tar"]), str(data / shard["idx"]))
             want = [r["key"] for r in catalog if r["shard"] == shard["shard"] and r["domain"] in domains]
-            assert got == want and len(got) == shard["samples"]
+            assert got == want and len(got) == shard["clips"]
     custom = write_diet(str(data), "just-noise", corpora=["noise"])
-    assert custom["per_corpus"] == {"noise": {"samples": 6, "seconds": 39.5}}
+    assert custom["per_corpus"] == {"noise": {"clips": 6, "seconds": 39.5}}
 
 
 def test_default_diets_never_draw_on_transfer_datasets(tmp_path, mixed_sources):

@@ -118,7 +118,7 @@ def test_a_diet_reads_only_its_own_bytes(data):
     for _, indices in sampler.batches():
         waves(indices)
     if speech.codecs == ["wav"]:  # only each crop's bytes: 2 bytes per sample read
-        expected = int(np.minimum(speech.samples[sampler.rank_order(0)] - waves.starts[sampler.rank_order(0)],
+        expected = int(np.minimum(speech.frames[sampler.rank_order(0)] - waves.starts[sampler.rank_order(0)],
                                   15200).sum() * 2)
     else:  # whole FLAC members of the diet's samples, nothing else
         expected = int(speech.size[sampler.rank_order(0)].sum())

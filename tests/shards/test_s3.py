@@ -86,7 +86,7 @@ def test_verify_reads_the_s3_root(built):
     report = verify(built["url"])
     assert report.ok, report.problems
     assert report.shards == built["summary"].shards
-    assert report.samples == sum(c["clips"] for c in built["summary"].corpora.values())
+    assert report.clips == sum(c["clips"] for c in built["summary"].corpora.values())
 
 
 def test_s3_bytes_equal_a_local_run(built):
@@ -128,14 +128,14 @@ def test_diets_on_s3(built):
     for diet, written in manifests.items():
         read = json.loads(server.get(f"{PREFIX}/{layout.diet_manifest_path(diet)}"))
         assert read == json.loads(json.dumps(written))
-        assert read["samples"] > 0
+        assert read["clips"] > 0
         for entry in read["shards"]:
             idx = server.get(f"{PREFIX}/{entry['idx']}").decode()
-            assert len(idx.splitlines()) == entry["samples"] + 1  # header, then one line per sample
+            assert len(idx.splitlines()) == entry["clips"] + 1  # header, then one line per sample
             assert f"{PREFIX}/{entry['tar']}" in server.keys(f"{PREFIX}/{entry['tar']}")
     assert set(manifests["speech"]["per_corpus"]) == {"librispeech"}
     assert set(manifests["nonspeech"]["per_corpus"]) == {"esc50"}
-    assert manifests["all"]["samples"] == manifests["speech"]["samples"] + manifests["nonspeech"]["samples"]
+    assert manifests["all"]["clips"] == manifests["speech"]["clips"] + manifests["nonspeech"]["clips"]
     # A diet idx lists a subset of the full idx's lines, for the same tar.
     full = {e["shard"]: server.get(f"{PREFIX}/{layout.idx_path(COLLECTION, e['shard'])}").decode().splitlines()
             for e in manifests["all"]["shards"]}

@@ -132,7 +132,7 @@ def test_a_truncated_shard_is_an_error_not_a_short_epoch(local_data, tmp_path):
     with pytest.raises(ShortRead):
         for j in range(i, len(table)):
             read_crop(reader, table.tars[table.tar_id[j]], table.codecs[table.codec_id[j]], int(table.offset[j]),
-                      int(table.size[j]), int(table.samples[j]), 0, 15200)
+                      int(table.size[j]), int(table.frames[j]), 0, 15200)
     assert LoaderState().to_dict() == {"epoch": 0, "batch": 0}
 
 
