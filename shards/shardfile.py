@@ -1,20 +1,20 @@
 """The shard format: an uncompressed, reproducible WebDataset tar plus its DALI index.
 
-Members are written per sample in sorted extension order with a fixed mtime, uid/gid and mode, so the
-same samples give byte-identical tars. The DALI `.idx` (format v1.2, as NVIDIA's `wds2idx` writes it)
+Members are written per clip in sorted extension order with a fixed mtime, uid/gid and mode (webdataset's
+`TarWriter`, configured for it), so the same clips give byte-identical tars. The DALI `.idx` (format v1.2, as NVIDIA's `wds2idx` writes it)
 is produced while writing, from the offsets we already know, instead of re-reading the tar.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
-import tarfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
+
+import webdataset
 
 IDX_VERSION = "v1.2"
 TAR_MTIME = 0  # fixed: reproducible tars
@@ -22,7 +22,7 @@ _BLOCK = 512
 
 
 class _HashingSink:
-    """Counts bytes and hashes them on the way to the real file (tarfile only needs write/tell)."""
+    """Counts bytes and hashes them on the way to the real file (the tar stream only needs write)."""
 
     def __init__(self, out: IO[bytes]):
         self.out, self.sha = out, hashlib.sha256()
@@ -57,33 +57,27 @@ def sample_json(row: Mapping[str, Any]) -> bytes:
     return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@dataclass(slots=True)
 class TarWriter:
-    """Write samples (key -> {ext: bytes}) to `out`; `idx_lines` collects the DALI index as we go."""
+    """Write clips (key -> {ext: bytes}) as one tar through webdataset's own `TarWriter`, fixed so the same
+    clips give byte-identical tars (mtime 0, mode 0644, uid/gid 0, empty user/group, USTAR), and collect
+    the DALI index as we go from the tar stream's offsets instead of re-reading the tar."""
 
-    out: IO[bytes]
-    idx_lines: list[str] = field(default_factory=list)
-    clips: int = 0
-    _sink: _HashingSink = field(init=False)
-    _tar: tarfile.TarFile = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._sink = _HashingSink(self.out)
-        self._tar = tarfile.open(fileobj=self._sink, mode="w", format=tarfile.USTAR_FORMAT)
+    def __init__(self, out: IO[bytes]):
+        self._sink = _HashingSink(out)
+        self._writer = webdataset.TarWriter(self._sink, user="", group="", mode=0o644, encoder=False,
+                                            mtime=TAR_MTIME, format="USTAR_FORMAT")
+        self.idx_lines: list[str] = []
+        self.clips = 0
 
     def write(self, key: str, members: Mapping[str, bytes]) -> str:
-        """Append one sample; returns its DALI index line."""
+        """Append one clip; returns its DALI index line."""
         check_key(key)
+        tar = self._writer.tarstream
         parts = []
-        for ext in sorted(members):
-            data = members[ext]
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size, info.mtime, info.mode = len(data), TAR_MTIME, 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            self._tar.addfile(info, io.BytesIO(data))
-            data_offset = self._tar.offset - _padded(len(data))
-            parts.append(f"{ext} {data_offset} {len(data)} {info.name}")
+        for ext in sorted(members):  # webdataset writes members in sorted order too
+            start = tar.offset  # the member's 512-byte header starts here, its data one block later
+            self._writer.write({"__key__": key, ext: members[ext]})
+            parts.append(f"{ext} {start + _BLOCK} {len(members[ext])} {key}.{ext}")
         line = " ".join(parts)
         self.idx_lines.append(line)
         self.clips += 1
@@ -91,15 +85,11 @@ class TarWriter:
 
     def close(self) -> tuple[int, str]:
         """Finish the tar; returns (bytes, sha256 hex)."""
-        self._tar.close()
+        self._writer.close()
         return self._sink.pos, self._sink.sha.hexdigest()
 
     def index_text(self) -> str:
         return index_text(self.idx_lines)
-
-
-def _padded(size: int) -> int:
-    return (size + _BLOCK - 1) // _BLOCK * _BLOCK
 
 
 def index_text(lines: Iterable[str]) -> str:

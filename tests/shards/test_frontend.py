@@ -112,3 +112,16 @@ def test_cpu_and_torch_paths_match_torchaudio_melspectrogram(crops):
         assert ours.shape == expected.shape == (5, 64, 96)
         assert float((ours - expected).abs()[audible].max()) < 2e-4
     assert float((cpu - via_torch).abs()[audible].max()) < 1e-4  # scipy vs torch FFT rounding
+
+
+def test_window_is_torchs_periodic_hann():
+    import torch
+
+    from shards.frontend import hann_periodic
+
+    n = np.arange(1024)
+    exact = (0.5 - 0.5 * np.cos(2 * np.pi * n / 1024)).astype(np.float32)  # the definition, float64 -> float32
+    np.testing.assert_array_equal(hann_periodic(1024), exact)
+    # torch computes it in float32: within two float32 ulps of 1.0
+    np.testing.assert_allclose(hann_periodic(1024), torch.hann_window(1024).numpy(), rtol=0, atol=2.5e-7)
+    assert hann_periodic(1024)[0] == 0.0 and hann_periodic(1024)[512] == 1.0  # periodic: peak at n/2, no end zero
