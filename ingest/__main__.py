@@ -20,7 +20,7 @@ from ingest import demo
 from ingest.config import IngestConfig
 from ingest.engine import Progress as EngineProgress
 from ingest.engine import Summary, build_collection, write_windows
-from ingest.sources import load_config, parse_cli_source
+from ingest.sources import keep_whole, load_config, parse_cli_source
 from shards.configs import add_arguments, from_args, from_mapping
 from shards.diets import write_default_diets
 from shards.errors import one_line, user_errors
@@ -79,6 +79,7 @@ def _run(sources, cfg: IngestConfig, purpose: str = "pretrain") -> int:
 def cmd_shards(args: argparse.Namespace) -> int:
     settings, sources = load_config(args.config) if args.config else ({}, [])
     sources += [parse_cli_source(spec, args.domain) for spec in args.corpus or []]
+    sources = keep_whole(sources, args.keep_whole or [])
     if not sources:
         raise ValueError("no corpora: give --config FILE with enabled [corpora.*] tables or --corpus NAME=ADAPTER:PATH")
     from_mapping(IngestConfig, settings, where=f"{args.config} [settings]")  # check before flags override
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="corpora TOML ([settings] + [corpora.<name>] tables)")
     p.add_argument("--corpus", action="append", metavar="NAME=ADAPTER:PATH", help="a corpus (repeatable)")
     p.add_argument("--domain", choices=("speech", "nonspeech"), help="domain of --corpus folder/csv sources")
+    p.add_argument("--keep-whole", action="append", metavar="NAME",
+                   help="keep this folder/csv corpus's files whole instead of cutting 10-s clips (repeatable)")
     add_arguments(p, IngestConfig)
     p.set_defaults(func=cmd_shards)
     t = verbs.add_parser("transfer", help="ingest labelled transfer datasets (one collection each, never cut)")

@@ -21,7 +21,8 @@ class IngestConfig:
     # crops/s per core, enough to feed a GPU; FLAC saves ~30 % of bytes but must be decoded whole
     # (~350 crops/s per core), which caps a 16-core machine far below a GPU's rate.
     codec: str = field(default="wav", metadata=_doc("shard audio codec: wav|flac"))
-    # None = Table I: only the corpora the paper marks ^ are cut; a number cuts every corpus uniformly.
+    # None = Table I: the corpora the paper marks ^ (and folder/csv corpora) are cut; a number cuts every
+    # corpus into clips of that length, except folder/csv corpora kept whole (`cut = false`).
     clip_seconds: float | None = field(default=None, metadata=_doc("cut every corpus into clips of this length"))
     segment_seconds: float = field(default=10.0, metadata=_doc("clip length for corpora cut by default"))
     # keep: last clip at its own (valid) length; pad: zero-pad to full length; drop: discard it.
@@ -68,7 +69,9 @@ class Source:
     root: str
     domain: str | None = None  # folder/csv only: the user's domain for their data
     options: dict = field(default_factory=dict)
+    # folder/csv only: False keeps each file whole; None follows the adapter (Table I; folder/csv: cut)
+    cut: bool | None = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "adapter": self.adapter, "root": self.root, "domain": self.domain,
-                "options": dict(self.options)}
+                "options": dict(self.options), "cut": self.cut}

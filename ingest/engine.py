@@ -68,7 +68,18 @@ class Progress:
     def shard_done(self, result: ShardResult) -> None: ...
 
 
-def list_sources(sources: Sequence[Source], cfg: IngestConfig) -> list[Listed]:
+def cuts(source: Source, cfg: IngestConfig, purpose: str) -> bool:
+    """Whether `source`'s recordings are cut into clips: never for transfer datasets; a folder/csv corpus
+    the user keeps whole (`cut = false`) stays whole; else Table I's rule (folder/csv: cut), and
+    `--clip-seconds` cuts every other corpus too."""
+    if purpose == "transfer":
+        return False
+    if source.cut is not None:
+        return source.cut
+    return corpora.get(source.adapter).cut or cfg.clip_seconds is not None
+
+
+def list_sources(sources: Sequence[Source], cfg: IngestConfig, purpose: str = "pretrain") -> list[Listed]:
     """Every recording of every source, in source order then adapter order (deterministic).
 
     A source root may be a URL (`s3://bucket/LibriSpeech`): the adapter then reads a local shadow of the
@@ -90,7 +101,7 @@ def list_sources(sources: Sequence[Source], cfg: IngestConfig) -> list[Listed]:
             shadow_top = local_root.parent if adapter.root_is_file else local_root
             rel = base.relative_to(shadow_top).as_posix()
             url_base = url_base if rel == "." else f"{url_base}/{rel}"
-        count = 0
+        count, cut = 0, cuts(src, cfg, purpose)
         for rec in adapter.recordings(local_root, options):
             if rec.corpus != src.name:  # a user may ingest one adapter twice under two names
                 rec = type(rec).from_dict({**rec.to_dict(), "corpus": src.name})
@@ -100,7 +111,7 @@ def list_sources(sources: Sequence[Source], cfg: IngestConfig) -> list[Listed]:
             except OSError:
                 size = -1
             source_path = f"{url_base}/{rec.path}" if url_base is not None else str(local.absolute())
-            listed.append(Listed(rec, source_path, adapter.cut, size))
+            listed.append(Listed(rec, source_path, cut, size))
             count += 1
         if count == 0:
             raise ValueError(f"{src.name}: no recordings found under {src.root!r} (adapter {src.adapter})")
@@ -153,7 +164,7 @@ def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Pro
     progress = progress or Progress()
     collection = layout.check_collection(cfg.collection)
     root = Root(cfg.data)
-    listed = list_sources(sources, cfg)
+    listed = list_sources(sources, cfg, purpose)
     fp = fingerprint(sources, listed, cfg)
     summary = Summary(collection, fp)
     for item in listed:

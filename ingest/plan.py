@@ -31,7 +31,7 @@ class Listed:
 
     recording: Recording
     source_path: str  # absolute path or URL the workers open
-    cut: bool  # Table I "^" (or --clip-seconds)
+    cut: bool  # cut into clips (engine.cuts: Table I "^", folder/csv unless kept whole, --clip-seconds)
     size: int = -1  # bytes, for the fingerprint (-1: missing; the probe quarantines it)
 
 
@@ -151,7 +151,7 @@ def build_plan(listed: Sequence[Listed], probes: Sequence[Probe], keep: Iterable
         rec = item.recording
         file_seconds = pr.frames / pr.rate
         end = file_seconds if rec.duration is None else min(file_seconds, rec.start + rec.duration)
-        length = cfg.clip_seconds or (cfg.segment_seconds if item.cut else None)
+        length = (cfg.clip_seconds or cfg.segment_seconds) if item.cut else None
         clips, dropped = cut_points(max(0.0, end - rec.start), length, cfg)
         tails_dropped[rec.corpus] = tails_dropped.get(rec.corpus, 0) + dropped
         extra = json.dumps(dict(rec.extra), sort_keys=True)

@@ -10,7 +10,7 @@ from ingest import corpora
 from ingest.config import Source
 from ingest.keys import check_name
 
-SOURCE_KEYS = {"adapter", "root", "domain", "options", "enabled"}
+SOURCE_KEYS = {"adapter", "root", "domain", "options", "enabled", "cut"}
 DEFAULT_CONFIG = Path(__file__).with_name("corpora.toml")
 
 
@@ -38,20 +38,30 @@ def load_config(path: str | Path) -> tuple[dict[str, Any], list[Source]]:
         root = Path(table["root"]).expanduser()
         root = root if root.is_absolute() else (path.parent / root)
         sources.append(_source(name, table.get("adapter", name), str(root), table.get("domain"),
-                               table.get("options", {})))
+                               table.get("options", {}), table.get("cut")))
     return dict(data.get("settings", {})), sources
 
 
-def parse_cli_source(spec: str, domain: str | None = None) -> Source:
+def parse_cli_source(spec: str, domain: str | None = None, cut: bool | None = None) -> Source:
     """`NAME=ADAPTER:PATH` (e.g. `mine=folder:/data/mine`, `esc50=esc50:/data/ESC-50-master`)."""
     name, sep, rest = spec.partition("=")
     adapter, sep2, root = rest.partition(":")
     if not sep or not sep2 or not name or not root:
         raise ValueError(f"--corpus/--dataset {spec!r}: expected NAME=ADAPTER:PATH (e.g. mine=folder:/data/mine)")
-    return _source(name, adapter, root, domain, {})
+    return _source(name, adapter, root, domain, {}, cut)
 
 
-def _source(name: str, adapter: str, root: str, domain: str | None, options: dict) -> Source:
+def keep_whole(sources: list[Source], names: list[str]) -> list[Source]:
+    """`sources` with the named folder/csv corpora kept whole (`--keep-whole NAME`)."""
+    unknown = sorted(set(names) - {s.name for s in sources})
+    if unknown:
+        raise ValueError(f"--keep-whole {unknown}: no such corpus; corpora: {[s.name for s in sources]}")
+    return [_source(s.name, s.adapter, s.root, s.domain, s.options, False) if s.name in names else s
+            for s in sources]
+
+
+def _source(name: str, adapter: str, root: str, domain: str | None, options: dict,
+            cut: bool | None = None) -> Source:
     check_name(name)
     spec = corpora.get(adapter)  # raises on an unknown adapter, listing the known ones
     if "://" not in root:
@@ -62,4 +72,11 @@ def _source(name: str, adapter: str, root: str, domain: str | None, options: dic
             raise ValueError(f"{name}: a folder corpus needs --domain speech|nonspeech")
     elif domain is not None:
         raise ValueError(f"{name}: domain is fixed by the {adapter} adapter ({spec.domain}); remove it")
-    return Source(name=name, adapter=adapter, root=root, domain=domain, options=dict(options))
+    if cut is not None:
+        if not isinstance(cut, bool):
+            raise ValueError(f"{name}: cut={cut!r}, expected true or false")
+        if spec.kind != "custom":
+            raise ValueError(f"{name}: cutting of {adapter} is fixed by Table I; cut applies to folder/csv corpora")
+    if not isinstance(options, dict):
+        raise ValueError(f"{name}: options={options!r}, expected a table (options = {{key = value}})")
+    return Source(name=name, adapter=adapter, root=root, domain=domain, options=dict(options), cut=cut)

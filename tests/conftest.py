@@ -12,7 +12,8 @@ from tests.fixtures import librispeech
 
 
 def build_mixed(root: Path) -> list[Source]:
-    """LibriSpeech fixture (3 utterances, not cut) + a folder corpus of long 44.1 kHz stereo WAVs (cut)."""
+    """LibriSpeech fixture (3 utterances, not cut: Table I) + a folder corpus of long 44.1 kHz stereo WAVs
+    (cut into 10-s clips, as every folder corpus is by default)."""
     librispeech.build(root / "ls")
     for i, seconds in enumerate((23.5, 12.0, 4.0)):
         write_audio(root / "noise" / f"n{i}.wav", nonspeech(seconds, 44100, seed=i), 44100, channels=2)
@@ -26,7 +27,7 @@ def mixed_sources(tmp_path: Path) -> list[Source]:
 
 
 def small_config(data: Path | str, **overrides) -> IngestConfig:
-    """Cut every corpus (folder corpora are not cut by Table I) into 10-s clips, 25 s per shard."""
-    values = {"data": str(data), "workers": 0, "shard_seconds": 25.0, "clip_seconds": 10.0}
+    """Default cutting (folder corpora into 10-s clips), in-process, 25 s of audio per shard."""
+    values = {"data": str(data), "workers": 0, "shard_seconds": 25.0}
     values.update(overrides)
     return IngestConfig(**values)

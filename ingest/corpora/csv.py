@@ -3,7 +3,9 @@
 The root is the CSV file itself; `path`s are relative to its folder (`Corpus.base_dir`), so the dataset
 can move as a whole. `split` must be train, valid or test; every other column goes to `extra`. A
 labelled dataset is a contract with the user, so a bad row is an error naming its row, never skipped:
-an unknown split or a bad path raises ValueError, a missing file FileNotFoundError.
+an unknown split or a bad path raises ValueError, a missing file FileNotFoundError. Given to `ingest
+shards` (pre-training), long files are cut into 10-s clips unless `cut = false`, and only `train` rows are
+used; `ingest transfer` never cuts and keeps every split.
 """
 
 from __future__ import annotations
@@ -58,5 +60,5 @@ def describe(root: Path, domain: str | None = "mixed") -> Iterator[Recording]:
     yield from (records[p] for p in sorted(records))
 
 
-CORPUS = Corpus(name="csv", domain=None, cut=False, kind="custom", layout=LAYOUT, describe=describe,
+CORPUS = Corpus(name="csv", domain=None, cut=True, kind="custom", layout=LAYOUT, describe=describe,
                 options=("domain",), root_is_file=True)

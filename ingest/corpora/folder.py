@@ -3,8 +3,8 @@
 Nothing about the folder is known, so the user must say which domain it is (`domain="speech"` or
 `"nonspeech"`) - a diet is built from domains, and guessing would silently mislabel it. Hidden files
 and folders (`.*`) and `__MACOSX/` are skipped: they are archive debris (AppleDouble `._x.wav` files are
-not audio). Whether long files are cut into 10-s clips is the engine's decision (its flags), not this
-module's.
+not audio). The engine cuts long files into non-overlapping 10-s clips (as the paper's long corpora),
+unless the user keeps them whole (`cut = false`); that is the engine's work, not this module's.
 """
 
 from __future__ import annotations
@@ -34,5 +34,5 @@ def describe(root: Path, domain: str | None = None) -> Iterator[Recording]:
         raise FileNotFoundError(f"folder: no audio files under {str(root)!r} (layout: {LAYOUT})")
 
 
-CORPUS = Corpus(name="folder", domain=None, cut=False, kind="custom", layout=LAYOUT, describe=describe,
+CORPUS = Corpus(name="folder", domain=None, cut=True, kind="custom", layout=LAYOUT, describe=describe,
                 options=("domain",))

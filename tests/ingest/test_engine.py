@@ -82,9 +82,14 @@ def test_changed_settings_or_sources_refuse_with_one_line(tmp_path, mixed_source
 
 
 def test_table_one_cutting_and_tail_policies(tmp_path, mixed_sources):
-    cfg = small_config(tmp_path / "pad", clip_seconds=None, tail="pad")
-    build_collection(mixed_sources, cfg)  # folder corpora are not cut by default: one clip per file
+    from dataclasses import replace
+
+    whole = [mixed_sources[0], replace(mixed_sources[1], cut=False)]
+    build_collection(whole, small_config(tmp_path / "pad", tail="pad"))  # kept whole: one clip per file
     rows = read_catalog(Root(tmp_path / "pad"), "pretrain").to_pylist()
+    assert sorted(r["seconds"] for r in rows if r["corpus"] == "noise") == [4.0, 12.0, 23.5]
+    build_collection(whole, small_config(tmp_path / "uniform", clip_seconds=10.0))  # whole beats uniform cutting
+    rows = read_catalog(Root(tmp_path / "uniform"), "pretrain").to_pylist()
     assert sorted(r["seconds"] for r in rows if r["corpus"] == "noise") == [4.0, 12.0, 23.5]
     build_collection(mixed_sources, small_config(tmp_path / "p2", tail="pad"))
     rows = {r["key"]: r for r in read_catalog(Root(tmp_path / "p2"), "pretrain").to_pylist()}

@@ -21,7 +21,7 @@ def test_folder_lists_every_audio_file_sorted(tmp_path):
     assert [r.path for r in records] == ["a/deep/x.ogg", "a/z.flac", "b.wav"]
     assert {(r.domain, r.split, r.label, r.corpus) for r in records} == {("speech", "train", None, "folder")}
     corpus = get("folder")
-    assert corpus.kind == "custom" and not corpus.cut and corpus.domain is None
+    assert corpus.kind == "custom" and corpus.cut and corpus.domain is None  # cut unless kept whole
 
 
 def test_domain_is_required_and_checked(tmp_path):
