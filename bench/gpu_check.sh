@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make gpu-check` on the GPU machine: install the carried wheels if DALI is missing (no registry there),
-# then run the DALI GPU pipeline, GPU parity and GPU throughput (bench/gpu_check.py) and write JSON.
+# then run the DALI GPU pipeline, GPU parity and GPU throughput (bench/gpu_check.py) and BYOL-A training
+# steps with the real loader (bench/train_gpu.py), each writing JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -15,4 +16,8 @@ if ! $PY -c "import nvidia.dali, soundfile, soxr" 2>/dev/null; then
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-$PY bench/gpu_check.py
+status=0
+$PY bench/gpu_check.py || status=$?
+# BYOL-A training steps: the DALI loader vs in-memory batches, and a per-phase profile
+$PY bench/train_gpu.py || status=$?
+exit $status
