@@ -23,7 +23,7 @@ INGEST_FLAGS = $(if $(DATA),--data $(DATA)) $(if $(CODEC),--codec $(CODEC)) $(if
 OK3 = rc=$$?; if [ $$rc -eq 3 ]; then echo "finished with quarantined input (counted above): see catalog/*/quarantine/"; \
       elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
-.PHONY: help venv lock demo test test-fast shards transfer verify diets stats stream bench gpu-check gpu-wheels lint clean
+.PHONY: help venv lock demo test test-fast shards transfer verify diets stats stream bench bench-scale gpu-check gpu-wheels lint clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -78,6 +78,9 @@ test-fast: venv ## the suite without tests marked slow
 
 bench: venv ## benchmarks against their naive peers; writes bench/results.json
 	$(PY) -m bench
+
+bench-scale: venv ## N tiny clips (default 200000) through every stage, extrapolated to 3.85 M; writes bench/scale_results.json
+	$(PY) -m bench.scale_bench --clips $(or $(N),200000)
 
 gpu-check: ## on a GPU machine: DALI GPU pipeline, GPU parity, GPU throughput -> $$OUT or bench/gpu_check.json
 	bash bench/gpu_check.sh

@@ -1,0 +1,287 @@
+"""`make bench-scale [N=200000]`: every stage on N tiny clips, extrapolated to the paper's 3.85 M clips.
+
+Each stage runs through its CLI (or, for `load_diet`, a `python -c` calling the public function) in a fresh
+subprocess under `bench.scale_run`, which records the peak RSS of that process alone: the driver, which
+is what the memory goals bound; the largest pool worker is recorded beside it. Wall time is measured
+around the subprocess. A baseline, a python that only imports the stage's modules, is measured the same
+way, and the stage's cost above it is taken as linear in the clip count:
+
+    us_per_clip    = (seconds - baseline seconds) / N          at 3.85 M: baseline seconds + us_per_clip * 3.85 M
+    bytes_per_clip = (peak RSS - baseline RSS) / N             at 3.85 M: baseline RSS + bytes_per_clip * 3.85 M
+
+The goals (issue 6 §3) are compared with these extrapolated totals, the import included: a goal missed is
+reported as missed. MB are 10^6 bytes. Writes `bench/scale_results.json` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.scale_synth import Synth, synthesise
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parent.parent
+TARGET_CLIPS = 3_850_000  # Table I of the paper: ~3.85 M pre-training examples
+MB = 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleConfig:
+    clips: int = 200_000  # the issue's measurement: 200,000 tiny clips
+    work: Path = REPO / "bench" / "work" / "scale"  # synthesised corpora (reused) and data roots
+    out: Path = REPO / "bench" / "scale_results.json"
+    workers: int = 2  # ingest/verify pool size: the goals are stated for 2 cores
+    seed: int = 0  # of the synthesised audio
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    seconds: float | None = None  # at 3.85 M clips
+    rss_mb: float | None = None  # peak RSS of the stage's driver process at 3.85 M clips
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    name: str
+    what: str
+    baseline: str  # python code importing only the stage's modules
+    goal: Goal
+
+
+STAGES = (
+    Stage("plan", "python -m ingest shards --plan-only (listing, probe, plan)", "import ingest.__main__",
+          Goal(seconds=180.0, rss_mb=1500.0)),
+    Stage("ingest", "python -m ingest shards (plan, shards, catalog, diets)", "import ingest.__main__",
+          Goal(rss_mb=1500.0)),
+    Stage("verify", "python -m shards verify", "import shards.__main__", Goal()),
+    Stage("diet", "python -m shards diet (speech, nonspeech, all)", "import shards.__main__",
+          Goal(seconds=10.0, rss_mb=500.0)),
+    Stage("load_diet", "shards.diets.load_diet(data, 'all')", "import shards.diets",
+          Goal(seconds=10.0, rss_mb=500.0)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    rc: int
+    seconds: float
+    driver_kb: int  # peak RSS of the process itself
+    workers_kb: int  # peak RSS of its largest child (0: none)
+    stdout: str
+    stderr: str
+
+
+def measure(args: list[str], log_dir: Path, name: str) -> Run:
+    """`python -m bench.scale_run` + args in a fresh process: wall time and peak RSS."""
+    report = log_dir / f"{name}.rss.json"
+    report.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    with open(log_dir / f"{name}.out", "w+") as out, open(log_dir / f"{name}.err", "w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "bench.scale_run", str(report), *args],
+                                cwd=REPO, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if report.exists():
+        kb = json.loads(report.read_text())
+        driver, workers = kb["self_kb"], kb["children_kb"]
+    else:  # exited without running atexit (os._exit, a signal): wait4's figure bounds the driver
+        driver, workers = usage.ru_maxrss, 0
+    return Run(proc.returncode, seconds, driver, workers, stdout, stderr)
+
+
+def _unknown_flag(run: Run, flag: str) -> bool:
+    return run.rc == 2 and "unrecognized arguments" in run.stderr and flag in run.stderr
+
+
+def _check(run: Run, what: str, ok: tuple[int, ...] = (0,)) -> Run:
+    if run.rc not in ok:
+        tail = run.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"scale bench: {what} exited {run.rc}: {tail[0]}")
+    return run
+
+
+def _stage_commands(cfg: ScaleConfig, synth: Synth) -> dict[str, list[tuple[list[str], str | None]]]:
+    """Per stage, the argument lists to try in order, each with the flag the CLI may not have (yet)."""
+    data, plan = str(cfg.work / "data"), str(cfg.work / "data-plan")
+    ingest = ["-m", "ingest", "shards", "--config", str(synth.config), "--workers", str(cfg.workers)]
+    verify = ["-m", "shards", "verify", data]
+    return {
+        "plan": [([*ingest, "--data", plan, "--plan-only"], "--plan-only")],
+        "ingest": [([*ingest, "--data", data], None)],
+        "verify": [([*verify, "--workers", str(cfg.workers)], "--workers"), (verify, None)],
+        "diet": [(["-m", "shards", "diet", data], None)],
+        "load_diet": [(["-c", f"from shards.diets import load_diet; print(len(load_diet({data!r}, 'all')))"], None)],
+    }
+
+
+def _result(stage: Stage, run: Run, base: Run, clips: int, argv: list[str]) -> dict:
+    us = (run.seconds - base.seconds) / clips * 1e6
+    per_clip = (run.driver_kb - base.driver_kb) * 1024 / clips
+    at_s = base.seconds + max(us, 0.0) * TARGET_CLIPS / 1e6
+    at_mb = (base.driver_kb * 1024 + max(per_clip, 0.0) * TARGET_CLIPS) / MB
+    goals = {}
+    if stage.goal.seconds is not None:
+        goals["seconds"] = {"limit": stage.goal.seconds, "at_target": at_s, "met": at_s <= stage.goal.seconds}
+    if stage.goal.rss_mb is not None:
+        goals["rss_mb"] = {"limit": stage.goal.rss_mb, "at_target": at_mb, "met": at_mb <= stage.goal.rss_mb}
+    return {"stage": stage.name, "what": stage.what, "measured": True, "argv": argv,
+            "seconds": run.seconds, "us_per_clip": us, "peak_rss_mb": run.driver_kb * 1024 / MB,
+            "workers_peak_rss_mb": run.workers_kb * 1024 / MB,
+            "baseline": {"code": stage.baseline, "seconds": base.seconds, "rss_mb": base.driver_kb * 1024 / MB},
+            "bytes_per_clip": per_clip, "at_target": {"clips": TARGET_CLIPS, "seconds": at_s, "rss_mb": at_mb},
+            "goals": goals}
+
+
+def _not_measured(stage: Stage, why: str) -> dict:
+    goals = {k: {"limit": v, "at_target": None, "met": False}
+             for k, v in (("seconds", stage.goal.seconds), ("rss_mb", stage.goal.rss_mb)) if v is not None}
+    return {"stage": stage.name, "what": stage.what, "measured": False, "why": why, "goals": goals}
+
+
+def _meminfo_gb() -> float:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("MemTotal:")) * 1024 / 1e9
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                        platform.processor() or platform.machine())
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def machine() -> dict:
+    return {"cores": len(os.sched_getaffinity(0)), "ram_gb": round(_meminfo_gb(), 1), "cpu": _cpu_model(),
+            "python": platform.python_version(), "node": platform.node(), "load_avg_at_start": os.getloadavg(),
+            "commit": _git("rev-parse", "HEAD"),
+            "uncommitted": _git("status", "--porcelain", "--", "ingest", "shards").splitlines()}
+
+
+def run_bench(cfg: ScaleConfig) -> dict:
+    """Synthesise (or reuse) the clips, run every stage, write cfg.out; returns what it wrote."""
+    if cfg.clips < 1 or cfg.workers < 0:
+        raise ValueError(f"scale bench: clips={cfg.clips}, workers={cfg.workers}; expected clips >= 1, workers >= 0")
+    at_start = machine()
+    t0 = time.perf_counter()
+    synth = synthesise(cfg.work, cfg.clips, cfg.seed)
+    synth_seconds = time.perf_counter() - t0
+    logs = cfg.work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for root in ("data", "data-plan"):
+        shutil.rmtree(cfg.work / root, ignore_errors=True)
+    baselines: dict[str, Run] = {}
+    results, counts, notes = [], {}, []
+    for stage, tries in zip(STAGES, _stage_commands(cfg, synth).values()):
+        log.info("scale bench: %s", stage.what)
+        run = argv = None
+        for argv, flag in tries:
+            run = measure(argv, logs, stage.name)
+            if flag is None or not _unknown_flag(run, flag):
+                break
+            notes.append(f"{stage.name}: the CLI has no {flag}")
+        if flag is not None and _unknown_flag(run, flag):  # no fallback left
+            results.append(_not_measured(stage, f"the CLI has no {flag}: not timed separately "
+                                                "(planning is timed only inside the full ingest)"))
+            continue
+        _check(run, stage.what)
+        if stage.baseline not in baselines:
+            baselines[stage.baseline] = _check(measure(["-c", stage.baseline], logs, f"baseline-{stage.name}"),
+                                               f"baseline {stage.baseline!r}")
+        results.append(_result(stage, run, baselines[stage.baseline], cfg.clips, argv))
+        if stage.name == "plan":
+            shutil.rmtree(cfg.work / "data-plan", ignore_errors=True)
+        if stage.name == "ingest":
+            manifest = json.loads((cfg.work / "data" / "diets" / "all.json").read_text())
+            counts["diet_all_clips"] = manifest["clips"]
+            complete = cfg.work / "data" / "shards" / "scale" / "_COMPLETE.json"
+            counts["shards"] = json.loads(complete.read_text()).get("shards")
+        if stage.name == "load_diet":
+            counts["load_diet_clips"] = int(run.stdout.split()[-1])
+    out = {"clips": cfg.clips, "audio_seconds": synth.seconds, "synth_seconds": synth_seconds,
+           "workers": cfg.workers, "target_clips": TARGET_CLIPS, "counts": counts, "notes": notes, "machine": at_start,
+           "config": {k: str(v) for k, v in asdict(cfg).items()}, "stages": results}
+    tmp = cfg.out.with_name(f".tmp-{cfg.out.name}")
+    tmp.write_text(json.dumps(out, indent=1))
+    os.replace(tmp, cfg.out)
+    return out
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def table(out: dict):
+    """The results as a rich table: measured, per clip, extrapolated, and each goal met or missed."""
+    from rich.table import Table
+
+    m = out["machine"]
+    t = Table(title=f"scale bench: {out['clips']:,} clips, {out['workers']} workers, extrapolated to "
+                    f"{out['target_clips'] / 1e6:.2f} M — {m['cores']} cores, {m['ram_gb']} GB, {m['cpu']}, "
+                    f"{m['commit'][:10]}{' (+uncommitted)' if m['uncommitted'] else ''}")
+    for col in ("stage", "s", "µs/clip", "peak MB", "worker MB", "base MB", "B/clip", "s @3.85M",
+                "MB @3.85M", "goal @3.85M"):
+        t.add_column(col, justify="left" if col in ("stage", "goal @3.85M") else "right")
+    for r in out["stages"]:
+        verdicts = []
+        for key, unit in (("seconds", "s"), ("rss_mb", "MB")):
+            g = r["goals"].get(key)
+            if g:
+                mark = "[green]met[/]" if g["met"] else "[red]MISSED[/]"
+                verdicts.append(f"≤ {g['limit']:g} {unit} {mark}" if r["measured"] else
+                                f"≤ {g['limit']:g} {unit} [red]not measured[/]")
+        if not r["measured"]:
+            t.add_row(r["stage"], *["—"] * 8, "; ".join(verdicts) + f" ({r['why']})")
+            continue
+        a = r["at_target"]
+        t.add_row(r["stage"], f"{r['seconds']:.1f}", f"{r['us_per_clip']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                  _fmt(r["workers_peak_rss_mb"] or None, ".0f"), f"{r['baseline']['rss_mb']:.0f}",
+                  f"{r['bytes_per_clip']:.0f}", f"{a['seconds']:.0f}", f"{a['rss_mb']:.0f}",
+                  "; ".join(verdicts) or "(no goal)")
+    return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    d = ScaleConfig()
+    p = argparse.ArgumentParser(prog="python -m bench.scale_bench", description=__doc__.split("\n")[0])
+    p.add_argument("--clips", type=int, default=d.clips, help=f"tiny clips to synthesise (default {d.clips})")
+    p.add_argument("--work", type=Path, default=d.work, help="corpora (reused for the same clips) and data roots")
+    p.add_argument("--out", type=Path, default=d.out, help="results JSON")
+    p.add_argument("--workers", type=int, default=d.workers, help=f"pool size for ingest/verify (default {d.workers})")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the synthesised audio")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from rich.console import Console
+
+    try:
+        out = run_bench(ScaleConfig(args.clips, args.work, args.out, args.workers, args.seed))
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    Console().print(table(out))
+    print(f"counts: {out['counts']}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
