@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from bench.scale_synth import Synth, synthesise
@@ -107,11 +107,25 @@ def _unknown_flag(run: Run, flag: str) -> bool:
     return run.rc == 2 and "unrecognized arguments" in run.stderr and flag in run.stderr
 
 
-def _check(run: Run, what: str, ok: tuple[int, ...] = (0,)) -> Run:
-    if run.rc not in ok:
-        tail = run.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"scale bench: {what} exited {run.rc}: {tail[0]}")
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["(no output)"])[-1]
+
+
+def _check(run: Run, what: str) -> Run:
+    if run.rc != 0:
+        raise RuntimeError(f"scale bench: {what} exited {run.rc}: {_last_line(run.stderr)}")
     return run
+
+
+def _ingest_counts(data: Path) -> dict:
+    """Clips in the `all` diet and shards in the collection, from the files ingest documents."""
+    counts = {}
+    manifest, complete = data / "diets" / "all.json", data / "shards" / "scale" / "_COMPLETE.json"
+    if manifest.exists():
+        counts["diet_all_clips"] = json.loads(manifest.read_text()).get("clips")
+    if complete.exists():
+        counts["shards"] = json.loads(complete.read_text()).get("shards")
+    return counts
 
 
 def _stage_commands(cfg: ScaleConfig, synth: Synth) -> dict[str, list[tuple[list[str], str | None]]]:
@@ -146,10 +160,10 @@ def _result(stage: Stage, run: Run, base: Run, clips: int, argv: list[str]) -> d
             "goals": goals}
 
 
-def _not_measured(stage: Stage, why: str) -> dict:
+def _not_measured(stage: Stage, why: str, failed: bool = False) -> dict:
     goals = {k: {"limit": v, "at_target": None, "met": False}
              for k, v in (("seconds", stage.goal.seconds), ("rss_mb", stage.goal.rss_mb)) if v is not None}
-    return {"stage": stage.name, "what": stage.what, "measured": False, "why": why, "goals": goals}
+    return {"stage": stage.name, "what": stage.what, "measured": False, "failed": failed, "why": why, "goals": goals}
 
 
 def _meminfo_gb() -> float:
@@ -182,6 +196,7 @@ def run_bench(cfg: ScaleConfig) -> dict:
     """Synthesise (or reuse) the clips, run every stage, write cfg.out; returns what it wrote."""
     if cfg.clips < 1 or cfg.workers < 0:
         raise ValueError(f"scale bench: clips={cfg.clips}, workers={cfg.workers}; expected clips >= 1, workers >= 0")
+    cfg = replace(cfg, work=cfg.work.resolve(), out=cfg.out.resolve())  # stages run with cwd=REPO
     at_start = machine()
     t0 = time.perf_counter()
     synth = synthesise(cfg.work, cfg.clips, cfg.seed)
@@ -204,7 +219,10 @@ def run_bench(cfg: ScaleConfig) -> dict:
             results.append(_not_measured(stage, f"the CLI has no {flag}: not timed separately "
                                                 "(planning is timed only inside the full ingest)"))
             continue
-        _check(run, stage.what)
+        if run.rc != 0:  # recorded, not raised: the stages after it may still run (diets exist after ingest)
+            results.append(_not_measured(stage, f"exited {run.rc}: {_last_line(run.stderr)} "
+                                                f"(log: {logs / stage.name}.err)", failed=True))
+            continue
         if stage.baseline not in baselines:
             baselines[stage.baseline] = _check(measure(["-c", stage.baseline], logs, f"baseline-{stage.name}"),
                                                f"baseline {stage.baseline!r}")
@@ -212,10 +230,7 @@ def run_bench(cfg: ScaleConfig) -> dict:
         if stage.name == "plan":
             shutil.rmtree(cfg.work / "data-plan", ignore_errors=True)
         if stage.name == "ingest":
-            manifest = json.loads((cfg.work / "data" / "diets" / "all.json").read_text())
-            counts["diet_all_clips"] = manifest["clips"]
-            complete = cfg.work / "data" / "shards" / "scale" / "_COMPLETE.json"
-            counts["shards"] = json.loads(complete.read_text()).get("shards")
+            counts.update(_ingest_counts(cfg.work / "data"))
         if stage.name == "load_diet":
             counts["load_diet_clips"] = int(run.stdout.split()[-1])
     out = {"clips": cfg.clips, "audio_seconds": synth.seconds, "synth_seconds": synth_seconds,
@@ -233,6 +248,7 @@ def _fmt(x: float | None, spec: str) -> str:
 
 def table(out: dict):
     """The results as a rich table: measured, per clip, extrapolated, and each goal met or missed."""
+    from rich.markup import escape
     from rich.table import Table
 
     m = out["machine"]
@@ -251,7 +267,7 @@ def table(out: dict):
                 verdicts.append(f"≤ {g['limit']:g} {unit} {mark}" if r["measured"] else
                                 f"≤ {g['limit']:g} {unit} [red]not measured[/]")
         if not r["measured"]:
-            t.add_row(r["stage"], *["—"] * 8, "; ".join(verdicts) + f" ({r['why']})")
+            t.add_row(r["stage"], *["—"] * 8, "; ".join([*verdicts, f"({escape(r['why'])})"]))
             continue
         a = r["at_target"]
         t.add_row(r["stage"], f"{r['seconds']:.1f}", f"{r['us_per_clip']:.1f}", f"{r['peak_rss_mb']:.0f}",
@@ -280,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     Console().print(table(out))
     print(f"counts: {out['counts']}; wrote {args.out}")
-    return 0
+    failed = [r["stage"] for r in out["stages"] if r.get("failed")]
+    if failed:
+        print(f"error: stages failed: {', '.join(failed)} (see the table)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
