@@ -23,7 +23,7 @@ INGEST_FLAGS = $(if $(DATA),--data $(DATA)) $(if $(CODEC),--codec $(CODEC)) $(if
 OK3 = rc=$$?; if [ $$rc -eq 3 ]; then echo "finished with quarantined input (counted above): see catalog/*/quarantine/"; \
       elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
-.PHONY: help venv lock demo test test-fast shards transfer verify diets stats stream bench bench-scale gpu-check gpu-wheels lint clean
+.PHONY: help venv lock demo test test-fast shards transfer verify diets stats stream pretrain bench bench-scale gpu-check gpu-wheels lint clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -69,6 +69,11 @@ stats: venv ## compute each diet's log-mel normalisation stats once (STATS_CROPS
 
 stream: venv ## stream DIET through a loader (BACKEND=auto|torch|dali, BATCH=256): throughput + batch summary
 	$(PY) -m shards stream $(ROOT) --diet $(DIET) --backend $(or $(BACKEND),auto) --batch-size $(or $(BATCH),256)
+
+pretrain: venv ## pre-train BYOL-A: make pretrain DIET=nonspeech [CONFIG=tiny|paper|paper-v1|file.toml] [EPOCHS=] [BATCH=] [RUN=] [RESUME=1]
+	$(PY) -m training pretrain --data $(ROOT) --diet $(DIET) $(if $(CONFIG),--config $(CONFIG)) \
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH),--batch-size $(BATCH)) $(if $(RUN),--run $(RUN)) \
+	  $(if $(RESUME),--resume)
 
 test: venv ## the whole test suite (slow tests included), as CI runs it
 	$(PY) -m pytest -n 2 -q

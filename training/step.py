@@ -16,12 +16,13 @@ def make_optimizer(byol: BYOL, lr: float) -> torch.optim.Adam:
 
 
 def train_step(byol: BYOL, augment: Augment, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               generator: torch.Generator, bf16: bool = False) -> torch.Tensor:
+               generator: torch.Generator, bf16: bool = False, network: torch.nn.Module | None = None) -> torch.Tensor:
     """Augment a normalised batch into two views, one Adam step on the symmetric loss, then the EMA update.
-    Returns the loss (detached, on the device: reading it would synchronise the GPU every step)."""
+    `network` is what runs the forward pass when it is not `byol` itself (its DistributedDataParallel
+    wrapper). Returns the loss (detached, on the device: reading it would synchronise the GPU every step)."""
     v1, v2 = augment(x, generator)
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss = byol(v1, v2)
+        loss = (network or byol)(v1, v2)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -1,0 +1,1 @@
+"""Packaged pre-training configs (TOML data files): tiny, paper, paper-v1."""
