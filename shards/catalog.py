@@ -6,7 +6,6 @@ store) depends on it; ingest only writes it.
 
 from __future__ import annotations
 
-import io
 import json
 
 import pyarrow as pa
@@ -50,12 +49,24 @@ def write_table(root: Root, rel: str, table: pa.Table, metadata: dict | None = N
 
 
 def read_table(root: Root, rel: str, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(io.BytesIO(root.read_bytes(rel)), columns=columns)
+    """A Parquet file under the root, only `columns` of it: pyarrow reads the footer and those column
+    chunks through the root's filesystem (ranged GETs on S3), never the whole object."""
+    if root.is_local:  # one file: ParquetFile skips pyarrow.dataset (~1 s to import)
+        return pq.ParquetFile(root.path(rel)).read(columns=columns)
+    return pq.read_table(root.path(rel), columns=columns, filesystem=root.fs)
 
 
 def table_metadata(root: Root, rel: str, key: str) -> dict:
-    schema = pq.read_schema(io.BytesIO(root.read_bytes(rel)))
+    """A JSON value stored in a Parquet file's schema metadata (reads the footer only)."""
+    with root.fs.open(root.path(rel), "rb") as f:
+        schema = pq.read_schema(f)
     return json.loads(schema.metadata[key.encode()])
+
+
+def table_rows(root: Root, rel: str) -> int:
+    """Row count of a Parquet file, from its footer."""
+    with root.fs.open(root.path(rel), "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
 
 
 def collections(root: Root, purpose: str | None = None) -> list[str]:
@@ -69,14 +80,45 @@ def collections(root: Root, purpose: str | None = None) -> list[str]:
     return [c for c in names if json.loads(root.read_bytes(layout.complete_path(c))).get("purpose") == purpose]
 
 
+def read_part(root: Root, collection: str, shard: str, columns: list[str] | None = None) -> pa.Table:
+    """One shard's catalog part (only `columns`), cast to the catalog schema."""
+    rel = layout.clips_part_path(collection, shard)
+    try:
+        table = read_table(root, rel, columns)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{root.url}: catalog part {rel} is missing (the collection is incomplete: "
+                                "re-run its ingest, then `python -m shards verify`)") from None
+    schema = CATALOG_SCHEMA if columns is None else pa.schema([CATALOG_SCHEMA.field(c) for c in columns])
+    return table.replace_schema_metadata(None).cast(schema)
+
+
+def collection_shards(root: Root, collection: str) -> list[str]:
+    """The shards of a complete collection, in order, or a one-line error when the collection is not
+    complete or a shard's catalog part is missing (a reader would otherwise silently see fewer clips)."""
+    layout.check_collection(collection)
+    if not root.exists(layout.complete_path(collection)):
+        raise FileNotFoundError(f"{root.url}: collection {collection!r} is not complete "
+                                f"(no {layout.complete_path(collection)})")
+    shards = read_table(root, layout.shard_index_path(collection), ["shard"]).column("shard").to_pylist()
+    parts = {n[: -len(".parquet")] for n in root.listdir(layout.clips_part_dir(collection), ".parquet")}
+    missing = [s for s in shards if s not in parts]
+    if missing:
+        raise FileNotFoundError(f"{root.url}: collection {collection!r} lacks the catalog part of "
+                                f"{len(missing)} of its {len(shards)} shards (first: "
+                                f"{layout.clips_part_path(collection, missing[0])}): re-run its ingest")
+    return shards
+
+
 def read_catalog(root: Root, collection: str, columns: list[str] | None = None) -> pa.Table:
-    """All clips of a collection (the union of its committed parts), in shard then position order."""
+    """All clips of a collection (the union of its committed parts), in shard then position order.
+    Holds the whole table: on million-clip collections read a few columns, or part by part (read_part)."""
     folder = layout.clips_part_dir(collection)
-    parts = [read_table(root, f"{folder}/{name}", columns) for name in root.listdir(folder, ".parquet")]
+    parts = [read_part(root, collection, name[: -len(".parquet")], columns)
+             for name in root.listdir(folder, ".parquet")]
     schema = CATALOG_SCHEMA if columns is None else pa.schema([CATALOG_SCHEMA.field(c) for c in columns])
     if not parts:
         return schema.empty_table()
-    return pa.concat_tables([p.replace_schema_metadata(None).cast(schema) for p in parts])
+    return pa.concat_tables(parts)
 
 
 def read_quarantine(root: Root, collection: str) -> pa.Table:

@@ -1,23 +1,30 @@
 """Diets without a second copy of the audio: per-diet DALI indexes over the same shards.
 
 A DALI v1.2 index may list a subset of a tar's samples, and DALI then reads exactly those. So a diet is a
-set of per-shard index files (the catalog already holds each sample's index line) plus a manifest that
-readers (webdataset with ranged reads, DALI) follow; `speech`, `nonspeech` and `all` never read each
-other's bytes.
+set of per-shard index files (the catalog already holds each clip's index line), a clip table
+(`diets/<diet>.parquet`: tar, codec, corpus, offset, size, frames per clip, what the loaders read in one
+columnar read) and a manifest written last that names them; `speech`, `nonspeech` and `all` never read
+each other's bytes. Everything is computed column-wise, part by part: at 3.85 M clips no per-clip Python
+object exists.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from shards import layout
+from shards.catalog import collection_shards, read_part, read_table, table_rows
 from shards.catalog import collections as complete_collections
-from shards.catalog import read_catalog
-from shards.shardfile import index_text, parse_index
 from shards.sampler import Sampler
 from shards.storage import Root
 
@@ -30,78 +37,246 @@ class EmptyDiet(ValueError):
 
 # The paper's three diets, by domain; any other diet names corpora explicitly.
 DIETS = {"speech": ("speech",), "nonspeech": ("nonspeech",), "all": ("speech", "nonspeech")}
+# The diet table (`diets/<diet>.parquet`): one row per clip, in manifest order (shard, then position);
+# `shard`, `codec`, `corpus` index the manifest's `shards`, `codecs`, `corpora` lists.
+DIET_SCHEMA = pa.schema([("shard", pa.int32()), ("codec", pa.int8()), ("corpus", pa.int16()),
+                         ("offset", pa.int64()), ("size", pa.int64()), ("frames", pa.int64())])
+ROW_GROUP = 1 << 18  # rows per Parquet row group of a diet table (a few MB)
+WRITES_IN_FLIGHT = 16  # per-shard index files uploaded at once (S3 PUTs are latency bound)
+READ_THREADS = 4  # catalog parts read and parsed at once (S3 GETs are latency bound; Arrow frees the GIL)
 
 
 @dataclass(frozen=True, slots=True)
-class DietShard:
-    collection: str
-    shard: str
-    tar: str  # path under the data root
-    idx: str  # the diet's own index for that tar
-    clips: int
-    seconds: float
+class DietSpec:
+    """What a diet selects: clips of `corpora` if given, else clips of `domains`."""
+
+    name: str
+    corpora: tuple[str, ...] | None = None
+    domains: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, diet: str, corpora: list[str] | None = None) -> DietSpec:
+        layout.check_name(diet, "diet")
+        if corpora is not None:
+            if not corpora:
+                raise ValueError(f"diet {diet!r}: --corpora is empty; name at least one corpus")
+            return cls(diet, tuple(layout.check_name(c) for c in corpora))
+        if diet not in DIETS:
+            raise ValueError(f"diet {diet!r}: not one of {sorted(DIETS)}; name its corpora (--corpora a,b)")
+        return cls(diet, None, DIETS[diet])
+
+    def mask(self, part: pa.Table) -> pa.Array:
+        if self.corpora is not None:
+            return pc.is_in(part.column("corpus"), value_set=pa.array(self.corpora))
+        return pc.is_in(part.column("domain"), value_set=pa.array(self.domains))
+
+
+def member_ranges(idx_lines: pa.ChunkedArray | pa.Array, codec: pa.ChunkedArray | pa.Array,
+                  where: str = "catalog") -> tuple[np.ndarray, np.ndarray]:
+    """(offset, size) of each clip's `codec` member, parsed from its DALI index line without a Python
+    loop (`ext offset size name` per member). Every line of one table must list the same member count."""
+    fields = pc.split_pattern(idx_lines, " ")
+    counts = pc.unique(pc.list_value_length(fields)).to_pylist()
+    if len(counts) != 1 or counts[0] is None or counts[0] % 4 or counts[0] == 0:
+        raise ValueError(f"{where}: index lines list {sorted(c for c in counts if c is not None)} fields; "
+                         "expected the same multiple of 4 (ext offset size name per member) on every line")
+    offset = size = found = None
+    for j in range(0, counts[0], 4):
+        mine = pc.equal(pc.list_element(fields, j), codec)
+        at = pc.cast(pc.list_element(fields, j + 1), pa.int64())
+        length = pc.cast(pc.list_element(fields, j + 2), pa.int64())
+        offset = at if offset is None else pc.if_else(mine, at, offset)
+        size = length if size is None else pc.if_else(mine, length, size)
+        found = mine if found is None else pc.or_(found, mine)
+    if not pc.all(found).as_py():
+        raise ValueError(f"{where}: some index lines have no member of the clip's codec")
+    return offset.to_numpy(), size.to_numpy()
+
+
+def index_bytes(idx_lines: pa.ChunkedArray) -> bytes:
+    """The DALI index file (`shards.shardfile.index_text`) of these lines, joined by Arrow, not per line."""
+    from shards.shardfile import IDX_VERSION  # here: shardfile imports webdataset, which imports torch
+
+    ended = pc.binary_join_element_wise(idx_lines.combine_chunks(), pa.scalar(""), "\n")  # each line + "\n"
+    offsets = np.frombuffer(ended.buffers()[1], np.int32)[ended.offset:ended.offset + len(ended) + 1]
+    body = ended.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]] if len(ended) else b""
+    return f"{IDX_VERSION} {len(ended)}\n".encode() + body
+
+
+class _Names:
+    """Ids for a handful of names (corpora, codecs) in order of first appearance, assigned vectorised."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def ids(self, column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        self.names += [n for n in pc.unique(column).to_pylist() if n not in self.names]
+        return pc.index_in(column, value_set=pa.array(self.names, pa.string())).to_numpy()
+
+
+class _DietWriter:
+    """One diet being written: its per-shard indexes (uploaded a few at once), its clip table (streamed
+    in row groups), its counts."""
+
+    def __init__(self, root: Root, spec: DietSpec, uploads: ThreadPoolExecutor):
+        self.root, self.spec, self.uploads = root, spec, uploads
+        self.shards: list[dict] = []
+        self.corpora, self.codecs = _Names(), _Names()
+        self.per_corpus: dict[str, list] = {}
+        self.pending: set[Future] = set()
+        self.buffer: list[pa.RecordBatch] = []
+        self.buffered = 0
+        self.out = root.writer(layout.diet_table_path(spec.name))
+        self.parquet = pq.ParquetWriter(self.out.file, DIET_SCHEMA, compression="zstd")
+
+    def add(self, collection: str, entry: dict, part: pa.Table, offset: np.ndarray, size: np.ndarray) -> None:
+        mask = self.spec.mask(part)
+        chosen = part.filter(mask)
+        if chosen.num_rows == 0:
+            return
+        keep = mask.to_numpy(zero_copy_only=False)
+        idx = layout.diet_idx_path(collection, self.spec.name, entry["shard"])
+        self._upload(idx, index_bytes(chosen.column("idx_line")))
+        seconds = chosen.column("seconds").to_numpy()
+        corpus_ids = self.corpora.ids(chosen.column("corpus"))
+        for i, (n, s) in enumerate(zip(np.bincount(corpus_ids), np.bincount(corpus_ids, weights=seconds))):
+            if n:
+                counts = self.per_corpus.setdefault(self.corpora.names[i], [0, 0.0])
+                counts[0] += int(n)
+                counts[1] += float(s)
+        self.shards.append({"collection": collection, "shard": entry["shard"], "tar": entry["path"], "idx": idx,
+                            "clips": chosen.num_rows, "seconds": float(seconds.sum()), "bytes": entry["bytes"]})
+        batch = pa.RecordBatch.from_arrays([
+            pa.array(np.full(chosen.num_rows, len(self.shards) - 1, np.int32)),
+            pa.array(self.codecs.ids(chosen.column("codec")).astype(np.int8)),
+            pa.array(corpus_ids.astype(np.int16)),
+            pa.array(offset[keep]), pa.array(size[keep]), chosen.column("frames").combine_chunks()],
+            schema=DIET_SCHEMA)
+        self.buffer.append(batch)
+        self.buffered += batch.num_rows
+        if self.buffered >= ROW_GROUP:
+            self._flush()
+
+    def _upload(self, rel: str, data: bytes) -> None:
+        if len(self.pending) >= WRITES_IN_FLIGHT:
+            done, self.pending = wait(self.pending, return_when="FIRST_COMPLETED")
+            for f in done:
+                f.result()
+        self.pending.add(self.uploads.submit(self.root.write_bytes, rel, data))
+
+    def _flush(self) -> None:
+        if self.buffer:
+            self.parquet.write_table(pa.Table.from_batches(self.buffer, DIET_SCHEMA), row_group_size=ROW_GROUP)
+            self.buffer, self.buffered = [], 0
+
+    def abort(self) -> None:
+        wait(self.pending)
+        self.parquet.close()
+        self.out.__exit__(RuntimeError, RuntimeError("aborted"), None)  # discards the temporary table
+
+    def commit(self, collections: list[str]) -> dict:
+        """Table, then indexes, then the manifest last (what readers look for): returns the manifest."""
+        spec = self.spec
+        for f in wait(self.pending).done:
+            f.result()
+        if not self.shards:
+            self.abort()
+            raise EmptyDiet(f"diet {spec.name!r} selects no clips in collections {collections}: not written")
+        self._flush()
+        self.parquet.close()
+        self.out.__exit__(None, None, None)
+        manifest = {"diet": spec.name, "collections": collections,
+                    "corpora_selected": list(spec.corpora) if spec.corpora is not None else None,
+                    "domains": list(spec.domains), "clips": sum(s["clips"] for s in self.shards),
+                    "seconds": sum(s["seconds"] for s in self.shards),
+                    "per_corpus": {c: {"clips": n, "seconds": s} for c, (n, s) in sorted(self.per_corpus.items())},
+                    "table": layout.diet_table_path(spec.name), "corpora": self.corpora.names,
+                    "codecs": self.codecs.names, "shards": self.shards}
+        self.root.write_bytes(layout.diet_manifest_path(spec.name), json.dumps(manifest, indent=1).encode())
+        return manifest
+
+
+def write_diets(data: str, specs: list[DietSpec], collections: list[str] | None = None) -> dict[str, dict]:
+    """Write each diet's per-shard indexes, clip table and manifest in one pass over the catalog, part by
+    part (memory: one shard's catalog rows); returns {diet: manifest}. A diet that selects nothing raises
+    EmptyDiet and leaves any earlier version of itself in place.
+
+    By default diets draw on every complete pre-training collection, never on transfer datasets. A
+    collection that is not complete (no completion record, or a shard without its catalog part) is an
+    error: a diet is never silently rebuilt over fewer clips."""
+    root = Root(data)
+    names = [layout.check_collection(c) for c in collections] if collections else \
+        complete_collections(root, purpose="pretrain")  # never held-out datasets
+    if not names:
+        raise ValueError(f"{data}: no complete pre-training collection to build diets from")
+    plan = {c: collection_shards(root, c) for c in names}  # refuses incomplete collections up front
+    jobs = [(c, shard) for c, shards in plan.items() for shard in shards]
+    entries = {}
+    for collection in plan:
+        index = read_table(root, layout.shard_index_path(collection), ["shard", "path", "bytes"])
+        entries.update({(collection, e["shard"]): e for e in index.to_pylist()})
+    with ThreadPoolExecutor(WRITES_IN_FLIGHT) as uploads, ThreadPoolExecutor(READ_THREADS) as readers:
+        writers = [_DietWriter(root, spec, uploads) for spec in specs]
+        try:
+            for (collection, shard), (part, offset, size) in zip(jobs, _in_order(readers, _read_ranges, root, jobs)):
+                for writer in writers:
+                    writer.add(collection, entries[collection, shard], part, offset, size)
+        except BaseException:
+            for writer in writers:
+                writer.abort()
+            raise
+        written, empty = {}, []
+        for writer in writers:
+            try:
+                written[writer.spec.name] = writer.commit(names)
+            except EmptyDiet as err:
+                empty.append(err)
+    if empty and not written:
+        raise empty[0]
+    for err in empty:
+        log.warning("%s", err)
+    return written
+
+
+def _read_ranges(root: Root, job: tuple[str, str]) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    collection, shard = job
+    part = read_part(root, collection, shard, ["corpus", "domain", "seconds", "frames", "codec", "idx_line"])
+    return (part, *member_ranges(part.column("idx_line"), part.column("codec"), f"{collection}/{shard}"))
+
+
+def _in_order(pool: ThreadPoolExecutor, fn, root: Root, jobs: list) -> Iterator:
+    """fn(root, job) for each job, in order, with up to READ_THREADS * 2 jobs running ahead (Arrow and
+    Parquet release the GIL, so parts are read and parsed while the writers handle earlier ones)."""
+    ahead: deque[Future] = deque()
+    for job in jobs:
+        ahead.append(pool.submit(fn, root, job))
+        if len(ahead) > 2 * READ_THREADS:
+            yield ahead.popleft().result()
+    while ahead:
+        yield ahead.popleft().result()
 
 
 def write_diet(data: str, diet: str, corpora: list[str] | None = None,
                collections: list[str] | None = None) -> dict:
-    """Write the diet's per-shard indexes and its manifest `diets/<diet>.json`; returns the manifest.
-
-    By default a diet draws on every complete pre-training collection, never on transfer datasets.
-    """
-    root = Root(data)
-    if corpora is None and diet not in DIETS:
-        raise ValueError(f"diet {diet!r}: not one of {sorted(DIETS)}; name its corpora (--corpora a,b)")
-    names = collections or complete_collections(root, purpose="pretrain")  # never held-out datasets
-    if not names:
-        raise ValueError(f"{data}: no complete pre-training collection to build diet {diet!r} from")
-    shards, per_corpus = [], {}
-    for collection in names:
-        table = read_catalog(root, collection, ["shard", "corpus", "domain", "seconds", "idx_line"])
-        lines: dict[str, list[str]] = {}
-        seconds: dict[str, float] = {}
-        for row in table.to_pylist():
-            chosen = row["corpus"] in corpora if corpora is not None else row["domain"] in DIETS[diet]
-            if not chosen:
-                continue
-            lines.setdefault(row["shard"], []).append(row["idx_line"])
-            seconds[row["shard"]] = seconds.get(row["shard"], 0.0) + row["seconds"]
-            counts = per_corpus.setdefault(row["corpus"], [0, 0.0])
-            counts[0] += 1
-            counts[1] += row["seconds"]
-        for shard in sorted(lines):
-            idx = layout.diet_idx_path(collection, diet, shard)
-            root.write_bytes(idx, index_text(lines[shard]).encode())
-            shards.append(DietShard(collection, shard, layout.tar_path(collection, shard), idx,
-                                    len(lines[shard]), seconds[shard]))
-    if not shards:
-        raise EmptyDiet(f"diet {diet!r} selects no samples in collections {names}: not written")
-    manifest = {"diet": diet, "collections": names, "corpora": corpora, "clips": sum(s.clips for s in shards),
-                "seconds": sum(s.seconds for s in shards),
-                "per_corpus": {c: {"clips": n, "seconds": s} for c, (n, s) in sorted(per_corpus.items())},
-                "shards": [{"collection": s.collection, "shard": s.shard, "tar": s.tar, "idx": s.idx,
-                            "clips": s.clips, "seconds": s.seconds} for s in shards]}
-    root.write_bytes(layout.diet_manifest_path(diet), json.dumps(manifest, indent=1).encode())
-    return manifest
+    """Write one diet (see `write_diets`); returns its manifest."""
+    spec = DietSpec.of(diet, corpora)
+    written = write_diets(data, [spec], collections)
+    return written[spec.name]
 
 
 def write_default_diets(data: str) -> dict[str, dict]:
-    """The paper's three diets over every pre-training collection; a diet that would select nothing (a
-    speech-only ingest has no `nonspeech` diet) is skipped with a warning instead of failing the run."""
-    written = {}
-    for diet in DIETS:
-        try:
-            written[diet] = write_diet(data, diet)
-        except EmptyDiet as err:
-            log.warning("%s", err)
-    return written
+    """The paper's three diets over every pre-training collection, in one pass; a diet that would select
+    nothing (a speech-only ingest has no `nonspeech` diet) is skipped with a warning."""
+    return write_diets(data, [DietSpec.of(d) for d in DIETS])
 
 
 @dataclass(frozen=True)
 class ClipTable:
-    """A diet's samples as columns (no per-sample Python objects: millions of rows stay small).
+    """A diet's clips as columns (no per-clip Python objects: millions of rows stay small).
 
-    `tar_id` indexes `tars` (URLs readers open), `codec_id` indexes `codecs`, `corpus_id` indexes
-    `corpora`; `offset`/`size` locate each audio member, `frames` is its length in PCM frames.
+    `tar_id` indexes `tars` (URLs readers open; `tar_bytes` their sizes), `codec_id` indexes `codecs`,
+    `corpus_id` indexes `corpora`; `offset`/`size` locate each audio member, `frames` is its length in
+    PCM frames.
     """
 
     tars: list[str]
@@ -113,39 +288,46 @@ class ClipTable:
     offset: np.ndarray
     size: np.ndarray
     frames: np.ndarray
+    tar_bytes: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.offset)
 
 
-def load_diet(data: str, diet: str) -> ClipTable:
-    """The samples of diet `diet` under data root `data`, in manifest order (shard, then position)."""
-    root = Root(data)
+def read_manifest(root: Root, diet: str) -> dict:
     rel = layout.diet_manifest_path(diet)
     if not root.exists(rel):
-        raise FileNotFoundError(f"{data}: no diet {diet!r} ({rel}); write it with `python -m shards diet {data}`")
-    manifest = json.loads(root.read_bytes(rel))
-    tars, codecs, corpora = [], [], []
-    cols: dict[str, list] = {k: [] for k in ("tar_id", "codec_id", "corpus_id", "offset", "size", "frames")}
-    for collection in manifest["collections"]:
-        catalog = read_catalog(root, collection, ["key", "corpus", "frames", "codec"])
-        by_key = {k: (c, n, x) for k, c, n, x in zip(*(catalog.column(f).to_pylist()
-                                                       for f in ("key", "corpus", "frames", "codec")))}
-        for shard in (s for s in manifest["shards"] if s["collection"] == collection):
-            tars.append(root.url_of(shard["tar"]))
-            for entry in parse_index(root.read_bytes(shard["idx"]).decode()):
-                corpus, frames, codec = by_key[entry.key]
-                for name, table in ((codec, codecs), (corpus, corpora)):
-                    if name not in table:
-                        table.append(name)
-                offset, size = entry.members[codec]
-                for k, v in (("tar_id", len(tars) - 1), ("codec_id", codecs.index(codec)),
-                             ("corpus_id", corpora.index(corpus)), ("offset", offset), ("size", size),
-                             ("frames", frames)):
-                    cols[k].append(v)
-    dtypes = {"tar_id": np.int32, "codec_id": np.int8, "corpus_id": np.int16, "offset": np.int64,
-              "size": np.int64, "frames": np.int64}
-    return ClipTable(tars, codecs, corpora, **{k: np.asarray(v, dtype=dtypes[k]) for k, v in cols.items()})
+        raise FileNotFoundError(f"{root.url}: no diet {diet!r} ({rel}); write it with "
+                                f"`python -m shards diet {root.url}`")
+    return json.loads(root.read_bytes(rel))
+
+
+def load_diet(data: str, diet: str, require_verified: bool = False) -> ClipTable:
+    """The clips of diet `diet` under data root `data`, in manifest order (shard, then position): one
+    columnar read of its clip table. `require_verified`: refuse collections `verify` has not passed as
+    they are now (see `shards.verify.is_verified`)."""
+    root = Root(data)
+    manifest = read_manifest(root, diet)
+    if "table" not in manifest:
+        raise ValueError(f"{data}: diet {diet!r} was written by an older version (no clip table): rewrite it "
+                         f"with `python -m shards diet {data} --diet {diet}`")
+    if require_verified:
+        from shards.verify import check_verified
+
+        for collection in manifest["collections"]:
+            check_verified(root, collection)
+    try:
+        table = read_table(root, manifest["table"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{data}: diet {diet!r} lacks its clip table {manifest['table']}: rewrite it "
+                                f"with `python -m shards diet {data} --diet {diet}`") from None
+    if table.num_rows != manifest["clips"]:
+        raise ValueError(f"{data}: diet {diet!r}: clip table has {table.num_rows} rows, manifest says "
+                         f"{manifest['clips']} clips (rewrite the diet)")
+    col = {name: table.column(name).to_numpy() for name in DIET_SCHEMA.names}
+    return ClipTable([root.url_of(s["tar"]) for s in manifest["shards"]], manifest["codecs"], manifest["corpora"],
+                     col["shard"], col["codec"], col["corpus"], col["offset"], col["size"], col["frames"],
+                     tuple(s["bytes"] for s in manifest["shards"]))
 
 
 def write_rank_indexes(data: str, diet: str, sampler: Sampler, epoch: int) -> list[dict]:
@@ -155,22 +337,27 @@ def write_rank_indexes(data: str, diet: str, sampler: Sampler, epoch: int) -> li
     sample-level share of the epoch (the same samples the torch/DALI loaders give that rank), each
     tar's lines in the sampler's order. Returns [{"tar", "idx", "clips"}] with URLs.
     """
+    from shards.shardfile import index_text
+
     root = Root(data)
-    manifest = json.loads(root.read_bytes(layout.diet_manifest_path(diet)))
+    manifest = read_manifest(root, diet)
+    if manifest["clips"] != sampler.num_clips:
+        raise ValueError(f"diet {diet!r} has {manifest['clips']} clips, the sampler was made for {sampler.num_clips}")
     order = sampler.rank_order(epoch)
     position = np.full(sampler.num_clips, -1, dtype=np.int64)
     position[order] = np.arange(len(order))
     written, first = [], 0
-    for collection in manifest["collections"]:  # the order load_diet numbers samples in
-        for shard in (s for s in manifest["shards"] if s["collection"] == collection):
-            lines = root.read_bytes(shard["idx"]).decode().splitlines()[1:]
-            mine = sorted((int(position[first + j]), line) for j, line in enumerate(lines)
-                          if position[first + j] >= 0)
-            first += len(lines)
-            if mine:
-                rel = layout.rank_idx_path(diet, epoch, sampler.rank, collection, shard["shard"])
-                root.write_bytes(rel, index_text(line for _, line in mine).encode())
-                written.append({"tar": root.url_of(shard["tar"]), "idx": root.url_of(rel), "clips": len(mine)})
+    for shard in manifest["shards"]:  # the order load_diet numbers clips in
+        lines = root.read_bytes(shard["idx"]).decode().splitlines()[1:]
+        if first + len(lines) > sampler.num_clips or len(lines) != shard["clips"]:
+            raise ValueError(f"diet {diet!r}: {shard['idx']} lists {len(lines)} clips, the manifest "
+                             f"{shard['clips']} (rewrite the diet)")
+        mine = sorted((int(position[first + j]), line) for j, line in enumerate(lines) if position[first + j] >= 0)
+        first += len(lines)
+        if mine:
+            rel = layout.rank_idx_path(diet, epoch, sampler.rank, shard["collection"], shard["shard"])
+            root.write_bytes(rel, index_text(line for _, line in mine).encode())
+            written.append({"tar": root.url_of(shard["tar"]), "idx": root.url_of(rel), "clips": len(mine)})
     if first != sampler.num_clips:
-        raise ValueError(f"diet {diet!r} has {first} clips, the sampler was made for {sampler.num_clips}")
+        raise ValueError(f"diet {diet!r}: its indexes list {first} clips, the manifest {sampler.num_clips}")
     return written

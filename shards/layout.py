@@ -8,9 +8,9 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 def check_name(name: str, what: str = "corpus") -> str:
-    """Corpus and collection names go into keys and folders: letters, digits, '_' and '-', and no '__'
-    (the key separator)."""
-    if not NAME.match(name) or "__" in name:
+    """Corpus, collection, diet, run ... names go into keys and paths: letters, digits, '_' and '-', and
+    no '__' (the key separator), so no name can climb out of its folder ('../x') or split a key."""
+    if not isinstance(name, str) or not NAME.match(name) or "__" in name:
         raise ValueError(f"{what} name {name!r}: use letters, digits, '_' and '-' only (no '__')")
     return name
 
@@ -43,6 +43,12 @@ def shard_index_path(collection: str) -> str:
 def complete_path(collection: str) -> str:
     """Completion record, written last: its presence means the collection is whole."""
     return f"shards/{collection}/_COMPLETE.json"
+
+
+def verified_path(collection: str) -> str:
+    """Written by `verify` when every shard of the collection checked sound, keyed to the shard index's
+    sha256 (a rewritten collection is no longer verified)."""
+    return f"shards/{check_collection(collection)}/_VERIFIED.json"
 
 
 def plan_path(collection: str) -> str:
@@ -80,12 +86,22 @@ def windows_path(collection: str) -> str:
 
 
 def diet_idx_path(collection: str, diet: str, shard: str) -> str:
-    return f"shards/{collection}/diets/{diet}/{shard}.idx"
+    return f"shards/{check_collection(collection)}/diets/{check_name(diet, 'diet')}/{shard}.idx"
 
 
 def diet_manifest_path(diet: str) -> str:
     """Which shards (tar + per-diet idx) a diet reads, across collections."""
-    return f"diets/{diet}.json"
+    return f"diets/{check_name(diet, 'diet')}.json"
+
+
+def diet_table_path(diet: str) -> str:
+    """The diet's clips as columns (tar, codec, corpus, offset, size, frames): what loaders read."""
+    return f"diets/{check_name(diet, 'diet')}.parquet"
+
+
+def diet_stats_path(diet: str) -> str:
+    """The diet's log-mel normalisation stats (`python -m shards stats`)."""
+    return f"diets/{check_name(diet, 'diet')}.stats.json"
 
 
 def model_dir(run: str) -> str:
@@ -105,4 +121,4 @@ def report_dir(name: str) -> str:
 
 def rank_idx_path(diet: str, epoch: int, rank: int, collection: str, shard: str) -> str:
     """A rank's share of one epoch of a diet, as a DALI index over one tar (see diets.write_rank_indexes)."""
-    return f"diets/{diet}-epochs/epoch-{epoch:05d}/rank-{rank:04d}/{collection}-{shard}.idx"
+    return f"diets/{check_name(diet, 'diet')}-epochs/epoch-{epoch:05d}/rank-{rank:04d}/{collection}-{shard}.idx"

@@ -18,15 +18,16 @@ import numpy as np
 import torch
 
 from shards import layout
+from shards.config import DEFAULT_LOADER, LoaderConfig
 from shards.diets import ClipTable, load_diet
 from shards.frontend import BYOLA, CROP_SAMPLES, FrontEnd, LogMel, dali_power_spectrogram
-from shards.reader import RangeReader, crop_range, decode_crop
+from shards.reader import (DamagedShard, RangeReader, check_member_head, crop_range, decode_crop,
+                           member_head_range)
 from shards.sampler import LoaderState, Sampler, crop_starts
 from shards.storage import Root
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "torch", "dali")
-STATS_CROPS = 10_000
+STATS_EPOCH = 10_000  # the stats' crops come from their own (seed, epoch), apart from any training epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,22 +38,50 @@ class Batch:
 
 
 class CropWaves:
-    """Sample indices -> (B, CROP_SAMPLES) float32 waveforms, for one epoch's crops."""
+    """Sample indices -> (B, CROP_SAMPLES) float32 waveforms, for one epoch's crops.
 
-    def __init__(self, table: ClipTable, sampler: Sampler, epoch: int, crop: int = CROP_SAMPLES):
+    Every read is checked cheaply against the diet (a damaged, zero-filled or swapped shard raises
+    `DamagedShard` naming the tar and member, never yields wrong audio): each tar's size once per reader,
+    and each clip's tar and WAV headers (`check_member_head`, ~0.5 KB read beside the crop)."""
+
+    def __init__(self, table: ClipTable, sampler: Sampler, epoch: int, crop: int = CROP_SAMPLES,
+                 cfg: LoaderConfig = DEFAULT_LOADER):
         self.table, self.crop = table, crop
         self.starts = crop_starts(table.frames, sampler.crop_fractions(epoch), crop)
-        self.reader = RangeReader()
+        self.reader = RangeReader(open_files=cfg.open_files)
+        self._sized: set[int] = set()
 
     def __call__(self, indices: np.ndarray) -> np.ndarray:
         t = self.table
         codecs = [t.codecs[t.codec_id[i]] for i in indices]
+        for tar in set(t.tar_id[indices].tolist()) - self._sized:
+            self._check_size(tar)
         ranges = [(t.tars[t.tar_id[i]], *crop_range(codec, int(t.offset[i]), int(t.size[i]), int(t.frames[i]),
                                                     int(self.starts[i]), self.crop))
                   for i, codec in zip(indices, codecs)]
-        datas = self.reader.read_many(ranges)  # remote ranges of the batch are fetched concurrently
-        return np.stack([decode_crop(data, codec, int(self.starts[i]), self.crop)
-                         for data, codec, i in zip(datas, codecs, indices)])
+        heads = [(t.tars[t.tar_id[i]], *member_head_range(int(t.offset[i]))) for i in indices]
+        datas = self.reader.read_many(ranges + heads)  # remote ranges of the batch are fetched concurrently
+        for i, codec, head in zip(indices, codecs, datas[len(ranges):]):
+            problem = check_member_head(head, codec, int(t.size[i]), int(t.frames[i]))
+            if problem is not None:
+                raise DamagedShard(f"{t.tars[t.tar_id[i]]}: member at byte {int(t.offset[i])}: {problem} "
+                                   "(damaged shard: run `python -m shards verify`)")
+        out = []
+        for data, codec, i in zip(datas, codecs, indices):
+            try:
+                out.append(decode_crop(data, codec, int(self.starts[i]), self.crop, int(t.frames[i])))
+            except DamagedShard as err:
+                raise DamagedShard(f"{t.tars[t.tar_id[i]]}: member at byte {int(t.offset[i])}: {err}") from None
+        return np.stack(out)
+
+    def _check_size(self, tar: int) -> None:
+        t = self.table
+        if t.tar_bytes:
+            size = self.reader.size(t.tars[tar])
+            if size != t.tar_bytes[tar]:
+                raise DamagedShard(f"{t.tars[tar]}: {size} bytes, the shard index says {t.tar_bytes[tar]} "
+                                   "(truncated, replaced or swapped shard: run `python -m shards verify`)")
+        self._sized.add(tar)
 
     def close(self) -> None:
         self.reader.close()
@@ -67,13 +96,13 @@ class TorchCrops(torch.utils.data.IterableDataset):
     Module-level and picklable, so workers start under spawn/forkserver too."""
 
     def __init__(self, table: ClipTable, sampler: Sampler, state: LoaderState, stats: dict | None,
-                 fe: FrontEnd):
-        self.table, self.sampler, self.state, self.stats, self.fe = table, sampler, state, stats, fe
+                 fe: FrontEnd, cfg: LoaderConfig = DEFAULT_LOADER):
+        self.table, self.sampler, self.state, self.stats, self.fe, self.cfg = table, sampler, state, stats, fe, cfg
 
     def __iter__(self) -> Iterator[Batch]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        waves = CropWaves(self.table, self.sampler, self.state.epoch)
+        waves = CropWaves(self.table, self.sampler, self.state.epoch, cfg=self.cfg)
         mel = LogMel(self.fe)
         try:
             for number, indices in self.sampler.batches(self.state, worker, workers):
@@ -89,9 +118,12 @@ def _as_is(batch: Batch) -> Batch:
 
 
 def torch_loader(table: ClipTable, sampler: Sampler, state: LoaderState = LoaderState(),
-                 stats: dict | None = None, workers: int = 0, fe: FrontEnd = BYOLA):
-    """A torch DataLoader of `Batch`es; `workers` processes each compute their batches' log-mel on CPU."""
-    dataset = TorchCrops(table, sampler, state, stats, fe)
+                 stats: dict | None = None, workers: int | None = None, fe: FrontEnd = BYOLA,
+                 cfg: LoaderConfig = DEFAULT_LOADER):
+    """A torch DataLoader of `Batch`es; `workers` (default cfg.workers) processes each compute their
+    batches' log-mel on CPU."""
+    workers = cfg.workers if workers is None else workers
+    dataset = TorchCrops(table, sampler, state, stats, fe, cfg)
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is,
                                        persistent_workers=False)
 
@@ -109,8 +141,8 @@ class BatchSource:
     """DALI external-source callable: batch `info.iteration` of the plan, as crops. Picklable, so DALI's
     parallel external source can run it in `read_workers` processes (reads scale with cores)."""
 
-    def __init__(self, table: ClipTable, sampler: Sampler, state: LoaderState):
-        self.table, self.sampler, self.state = table, sampler, state
+    def __init__(self, table: ClipTable, sampler: Sampler, state: LoaderState, cfg: LoaderConfig = DEFAULT_LOADER):
+        self.table, self.sampler, self.state, self.cfg = table, sampler, state, cfg
         self.plan = [indices for _, indices in sampler.batches(state)]
         self._waves: CropWaves | None = None
 
@@ -120,7 +152,7 @@ class BatchSource:
                 self._waves.close()
             raise StopIteration
         if self._waves is None:  # built in the worker process (file handles do not travel)
-            self._waves = CropWaves(self.table, self.sampler, self.state.epoch)
+            self._waves = CropWaves(self.table, self.sampler, self.state.epoch, cfg=self.cfg)
         return list(self._waves(self.plan[info.iteration]))
 
     def __getstate__(self) -> dict:
@@ -128,21 +160,23 @@ class BatchSource:
 
 
 def dali_loader(table: ClipTable, sampler: Sampler, state: LoaderState = LoaderState(),
-                stats: dict | None = None, device_id: int | None | str = "auto", threads: int = 2,
-                read_workers: int = 0, fe: FrontEnd = BYOLA) -> Iterator[Batch]:
+                stats: dict | None = None, device_id: int | None | str = "auto", read_workers: int | None = None,
+                fe: FrontEnd = BYOLA, cfg: LoaderConfig = DEFAULT_LOADER) -> Iterator[Batch]:
     """Batches from a DALI pipeline fed by the sampler: ranged reads on CPU (in `read_workers` processes,
     0 = in the pipeline's thread), spectrogram, mel and log on `device_id` ("auto": this process's GPU
-    when there is one, else the CPU; None forces the CPU). The choice is logged."""
+    when there is one, else the CPU; None forces the CPU). Queue depths and threads from `cfg`; the
+    choice of device is logged."""
     from nvidia.dali import fn, pipeline_def, types
 
     if device_id == "auto":
         device_id = dali_device()
 
-    source = BatchSource(table, sampler, state)
-    parallel = {"parallel": True, "prefetch_queue_depth": 4} if read_workers else {}
+    read_workers = cfg.read_workers if read_workers is None else read_workers
+    source = BatchSource(table, sampler, state, cfg)
+    parallel = {"parallel": True, "prefetch_queue_depth": cfg.dali_read_queue} if read_workers else {}
 
-    @pipeline_def(batch_size=sampler.batch_size, num_threads=threads, device_id=device_id,
-                  prefetch_queue_depth=2, py_num_workers=max(read_workers, 1), py_start_method="spawn")
+    @pipeline_def(batch_size=sampler.batch_size, num_threads=cfg.dali_threads, device_id=device_id,
+                  prefetch_queue_depth=cfg.dali_queue, py_num_workers=max(read_workers, 1), py_start_method="spawn")
     def pipe():
         audio = fn.external_source(source=source, batch=True, batch_info=True, dtype=types.FLOAT, **parallel)
         if device_id is not None:
@@ -151,7 +185,7 @@ def dali_loader(table: ClipTable, sampler: Sampler, state: LoaderState = LoaderS
 
     p = pipe()
     p.build()
-    log.warning("DALI loader on %s, %d read workers", f"GPU {device_id}" if device_id is not None else "CPU",
+    log.info("DALI loader on %s, %d read workers", f"GPU {device_id}" if device_id is not None else "CPU",
              read_workers)
     mel = LogMel(fe, device=f"cuda:{device_id}" if device_id is not None else "cpu")
     for number, indices in zip((b for b, _ in sampler.batches(state)), source.plan):
@@ -168,15 +202,20 @@ def dali_loader(table: ClipTable, sampler: Sampler, state: LoaderState = LoaderS
 
 
 def stats_path(diet: str) -> str:
-    return f"{layout.diet_manifest_path(diet)[:-len('.json')]}.stats.json"
+    return layout.diet_stats_path(diet)
 
 
-def compute_stats(data: str, diet: str, crops: int = STATS_CROPS, seed: int = 42, fe: FrontEnd = BYOLA) -> dict:
-    """Scalar mean/std of log-mel over `crops` random crops of the diet; stored beside its manifest."""
-    table = load_diet(data, diet)
-    rng = np.random.default_rng([seed, 10_000])
+def compute_stats(data: str, diet: str, cfg: LoaderConfig = DEFAULT_LOADER, fe: FrontEnd = BYOLA,
+                  crops: int | None = None) -> dict:
+    """Scalar mean/std of log-mel over `crops` (default cfg.stats_crops) random crops of the diet, seeded
+    by `cfg.seed`; stored beside its manifest."""
+    crops, seed = cfg.stats_crops if crops is None else crops, cfg.seed
+    if crops < 1:
+        raise ValueError(f"crops={crops}: expected 1 or more")
+    table = load_diet(data, diet, require_verified=cfg.require_verified)
+    rng = np.random.default_rng([seed, STATS_EPOCH])
     picks = rng.integers(0, len(table), size=crops)
-    waves = CropWaves(table, Sampler(len(table), 1, seed=seed), epoch=10_000)  # its own crop positions
+    waves = CropWaves(table, Sampler(len(table), 1, seed=seed), epoch=STATS_EPOCH, cfg=cfg)  # own crop positions
     mel = LogMel(fe)
     total = total_sq = 0.0
     count = 0

@@ -17,24 +17,62 @@ from typing import IO
 
 import fsspec
 
+from shards.config import DEFAULT_REMOTE, RemoteConfig
+
 TMP_MARK = ".tmp-"
 
 
-def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(filesystem, path) for a local path or URL; S3 honours AWS_ENDPOINT_URL explicitly."""
-    options = {}
-    if url.startswith("s3://") and os.environ.get("AWS_ENDPOINT_URL"):
-        options = {"client_kwargs": {"endpoint_url": os.environ["AWS_ENDPOINT_URL"]}}
-    fs, path = fsspec.core.url_to_fs(url, **options)
+def remote_options(url: str, remote: RemoteConfig = DEFAULT_REMOTE) -> dict:
+    """fsspec options for `url`: the endpoint from AWS_ENDPOINT_URL (S3) and, for every remote scheme, the
+    bounded timeouts and client attempts of `remote`, so a silent endpoint fails instead of hanging."""
+    scheme = url.split("://", 1)[0] if "://" in url else "file"
+    if scheme in ("s3", "s3a"):
+        client = {"endpoint_url": os.environ["AWS_ENDPOINT_URL"]} if os.environ.get("AWS_ENDPOINT_URL") else {}
+        return {"client_kwargs": client,
+                "config_kwargs": {"connect_timeout": remote.connect_timeout_s, "read_timeout": remote.read_timeout_s,
+                                  "retries": {"max_attempts": remote.client_attempts, "mode": "standard"}}}
+    if scheme in ("http", "https"):
+        import aiohttp
+
+        return {"client_kwargs": {"timeout": aiohttp.ClientTimeout(
+            sock_connect=remote.connect_timeout_s, sock_read=remote.read_timeout_s)}}
+    return {}
+
+
+def filesystem(url: str, remote: RemoteConfig = DEFAULT_REMOTE) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path) for a local path or URL (see `remote_options`)."""
+    fs, path = fsspec.core.url_to_fs(url, **remote_options(url, remote))
+    if url.startswith(("s3://", "s3a://")):
+        fs.retries = remote.client_attempts  # s3fs's own retry loop (an attribute, not an option)
     return fs, path
+
+
+def check_root(url: str | Path) -> str:
+    """The data root `url` without trailing '/', or ValueError for one that would write somewhere else:
+    '' (the current directory), '/' (the filesystem root) or a bucket URL without a bucket."""
+    text = str(url).strip()
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        bucket = rest.split("/", 1)[0]
+        if not scheme or not bucket or bucket in (".", ".."):
+            raise ValueError(f"data root {text!r}: no bucket or host; expected {scheme or 's3'}://bucket/prefix")
+        return text.rstrip("/")
+    if not text:
+        raise ValueError("data root '': expected a folder (e.g. ./data) or s3://bucket/prefix")
+    if text.startswith("s3:") or text.startswith("http:") or text.startswith("https:"):
+        raise ValueError(f"data root {text!r}: a URL needs '://' (s3://bucket/prefix)")
+    if Path(text).resolve() == Path("/"):
+        raise ValueError(f"data root {text!r} is the filesystem root: give a folder for the data (e.g. ./data)")
+    return text.rstrip("/")
 
 
 class Root:
     """A data root: all paths given to its methods are relative POSIX paths under it."""
 
-    def __init__(self, url: str | Path):
-        self.url = str(url).rstrip("/")
-        self.fs, self.base = filesystem(self.url)
+    def __init__(self, url: str | Path, remote: RemoteConfig = DEFAULT_REMOTE):
+        self.url = check_root(url)
+        self.remote = remote
+        self.fs, self.base = filesystem(self.url, remote)
         self.is_local = self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol
 
     def __repr__(self) -> str:
@@ -50,9 +88,6 @@ class Root:
 
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
-
-    def open(self, rel: str, mode: str = "rb") -> IO:
-        return self.fs.open(self.path(rel), mode)
 
     def read_bytes(self, rel: str) -> bytes:
         return self.fs.cat_file(self.path(rel))

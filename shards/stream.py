@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from shards.config import BACKENDS, DEFAULT_LOADER, LoaderConfig
 from shards.diets import load_diet
 from shards.frontend import CROP_SAMPLES
 from shards.loader import dali_device, dali_loader, load_stats, torch_loader
@@ -17,16 +18,22 @@ from shards.sampler import LoaderState, Sampler
 log = logging.getLogger(__name__)
 
 
-def stream(data: str, diet: str, backend: str = "auto", batch_size: int = 256, batches: int = 20,
-           workers: int = 0, read_workers: int = 0, seed: int = 42) -> dict:
-    """Time `batches` batches (after one warm-up; epochs repeat on small diets) and summarise them."""
-    table = load_diet(data, diet)
+def stream(data: str, diet: str, cfg: LoaderConfig = DEFAULT_LOADER, backend: str = "auto",
+           batches: int = 20) -> dict:
+    """Time `batches` batches (after one warm-up; epochs repeat on small diets) and summarise them.
+    Every read is checked against the index (`shards.loader.CropWaves`); `cfg.require_verified` refuses
+    collections `python -m shards verify` has not passed."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}")
+    if batches < 1:
+        raise ValueError(f"batches={batches}: expected 1 or more")
+    table = load_diet(data, diet, require_verified=cfg.require_verified)
     try:
         stats = load_stats(data, diet)
     except FileNotFoundError:
         log.warning("no stats for diet %s: streaming unnormalised log-mel", diet)
         stats = None
-    sampler = Sampler(len(table), min(batch_size, len(table)), seed=seed)
+    sampler = Sampler(len(table), min(cfg.batch_size, len(table)), seed=cfg.seed)
     device = dali_device()
     if backend == "auto":
         backend = "dali" if device is not None else "torch"
@@ -35,12 +42,12 @@ def stream(data: str, diet: str, backend: str = "auto", batch_size: int = 256, b
         for epoch in itertools.count():
             state = LoaderState(epoch=epoch)
             if backend == "dali":
-                yield from dali_loader(table, sampler, state, stats, device_id=device, read_workers=read_workers)
+                yield from dali_loader(table, sampler, state, stats, device_id=device, cfg=cfg)
             else:
-                yield from torch_loader(table, sampler, state, stats, workers=workers)
+                yield from torch_loader(table, sampler, state, stats, cfg=cfg)
 
     where = (f"GPU {device}" if device is not None else "CPU") if backend == "dali" else \
-        (f"CPU ({workers} workers)" if workers else "CPU (in-process)")
+        (f"CPU ({cfg.workers} workers)" if cfg.workers else "CPU (in-process)")
     batches_iter = epochs()
     first = next(batches_iter)
     t0, shares, last = time.perf_counter(), [], first

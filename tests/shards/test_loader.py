@@ -110,6 +110,7 @@ def test_datasets_pickle_for_spawned_workers(data):
 
 def test_a_diet_reads_only_its_own_bytes(data):
     from shards.loader import CropWaves
+    from shards.reader import MEMBER_HEAD
 
     speech = load_diet(data, "speech")
     assert set(speech.corpora) == {"sp"} and len(speech) == 90
@@ -122,4 +123,5 @@ def test_a_diet_reads_only_its_own_bytes(data):
                                   15200).sum() * 2)
     else:  # whole FLAC members of the diet's samples, nothing else
         expected = int(speech.size[sampler.rank_order(0)].sum())
-    assert waves.reader.bytes_read == expected
+    # plus each clip's tar + WAV/FLAC headers, checked against the index on every read
+    assert waves.reader.bytes_read == expected + len(sampler.rank_order(0)) * MEMBER_HEAD

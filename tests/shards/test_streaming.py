@@ -59,7 +59,7 @@ def test_s3_batches_equal_local_batches(local_data, s3_server):  # noqa: F811
 def test_webdataset_reads_s3_through_the_registered_handler(local_data, s3_server):  # noqa: F811
     import webdataset as wds
 
-    from shards.streaming import register_webdataset_schemes
+    from shards.webdataset_urls import register_webdataset_schemes
 
     _upload(s3_server.client, s3_server.bucket, local_data, "wds")
     register_webdataset_schemes()
