@@ -2,8 +2,9 @@
 
 `python -m bench.scale_run OUT.json -m MODULE ARGS...` runs MODULE as `python -m MODULE ARGS...` would;
 `python -m bench.scale_run OUT.json -c CODE` runs CODE as `python -c CODE` would. At interpreter exit it
-writes `{"self_kb": ..., "children_kb": ...}` to OUT.json: the peak RSS of this process alone (the
-driver; what the issue's memory goals are about) and of the largest child it waited for (pool workers).
+writes `{"self_kb": ..., "children_kb": ..., "modules": [...]}` to OUT.json: the peak RSS of this process
+alone (the driver; what the issue's memory goals are about), of the largest child it waited for (pool
+workers), and the modules it had imported, so that a baseline can import exactly those and nothing else.
 `os.wait4` in the parent cannot tell these apart: it reports the larger of the two. Only the standard
 library is imported here, so the wrapper adds nothing to what it measures.
 """
@@ -20,7 +21,8 @@ import sys
 
 def _report(out: str) -> None:
     record = {"self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-              "children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
+              "children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+              "modules": sorted(name for name in list(sys.modules) if not name.startswith(("__main__", "__mp_main__")))}
     tmp = f"{out}.tmp"
     with open(tmp, "w") as f:
         json.dump(record, f)

@@ -45,7 +45,7 @@ def test_every_stage_is_measured_on_300_clips(tmp_path):
             assert all(not g["met"] for g in r["goals"].values())
             continue
         assert r["seconds"] > 0 and r["peak_rss_mb"] > 0 and r["baseline"]["rss_mb"] > 0
-        assert r["baseline"]["seconds"] > 0 and math.isfinite(r["bytes_per_clip"])
+        assert r["baseline"]["seconds"] > 0 and r["baseline"]["modules"] > 0 and math.isfinite(r["bytes_per_clip"])
         assert r["at_target"]["clips"] == TARGET_CLIPS
         assert r["at_target"]["seconds"] >= r["baseline"]["seconds"] > 0
         assert r["at_target"]["rss_mb"] >= r["baseline"]["rss_mb"]
