@@ -18,7 +18,7 @@ from shards.errors import one_line, user_errors
 from shards.storage import Root
 from shards.verify import verify
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

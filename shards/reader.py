@@ -146,20 +146,20 @@ class RangeReader:
 
     def _retrying(self, what: str, call):
         """call(), retried with backoff on transient errors (see `permanent`), at most remote.retries times."""
-        cfg = self.remote
-        for attempt in range(cfg.retries):
+        cfg, attempt = self.remote, 1
+        while True:
             try:
                 return call()
             except Exception as err:  # noqa: BLE001 - classified just below by type and status
                 fatal = permanent(err)
                 if fatal is not None:
                     raise fatal from err
-                if attempt == cfg.retries - 1:
+                if attempt >= cfg.retries:
                     raise OSError(f"{what}: still failing after {cfg.retries} tries: {err}") from err
-                delay = min(cfg.backoff_s * 2**attempt, cfg.backoff_cap_s)
+                delay = min(cfg.backoff_s * 2 ** (attempt - 1), cfg.backoff_cap_s)
                 log.warning("%s: %s; retrying in %.1fs", what, err, delay)
                 time.sleep(delay)
-        raise ValueError(f"retries={cfg.retries}: expected 1 or more")  # RemoteConfig refuses it first
+                attempt += 1
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -199,6 +199,20 @@ def _octal(field: bytes) -> int | None:
         return None
 
 
+def wav_header_problem(data: bytes, frames: int, size: int) -> str | None:
+    """Why `data` (a WAV member's first 44 bytes or more, `size` bytes in all) is not the canonical header
+    of 16-bit mono 16 kHz PCM holding exactly `frames` frames (None: it is)."""
+    if data[:4] != b"RIFF" or data[8:16] != b"WAVEfmt " or data[36:40] != b"data":
+        return "not a canonical WAV header"
+    fmt = np.frombuffer(data[20:36], dtype="<u2")
+    if fmt[0] != 1 or fmt[1] != 1 or int.from_bytes(data[24:28], "little") != 16000 or fmt[7] != 16:
+        return "not 16-bit mono 16 kHz PCM"
+    length = int.from_bytes(data[40:44], "little")
+    if length != 2 * frames or size != WAV_HEADER + length:
+        return f"WAV data holds {length // 2} frames in {size} bytes, the catalog says {frames} frames"
+    return None
+
+
 def check_member_head(head: bytes, codec: str, size: int, frames: int) -> str | None:
     """Why the bytes `member_head_range` named are not the member the index promises (None: they are).
 
@@ -215,14 +229,9 @@ def check_member_head(head: bytes, codec: str, size: int, frames: int) -> str | 
     if _octal(tar[124:136]) != size:
         return f"tar member {name!r} holds {_octal(tar[124:136])} bytes, the index says {size}"
     if codec == "wav":
-        fmt = np.frombuffer(data[20:36], dtype="<u2")
-        if data[:4] != b"RIFF" or data[8:16] != b"WAVEfmt " or data[36:40] != b"data":
-            return f"{name}: not a canonical WAV header"
-        if fmt[0] != 1 or fmt[1] != 1 or int.from_bytes(data[24:28], "little") != 16000 or fmt[7] != 16:
-            return f"{name}: not 16-bit mono 16 kHz PCM"
-        length = int.from_bytes(data[40:44], "little")
-        if length != 2 * frames or size != WAV_HEADER + length:
-            return f"{name}: WAV data holds {length // 2} frames, the catalog says {frames}"
+        problem = wav_header_problem(data, frames, size)
+        if problem is not None:
+            return f"{name}: {problem}"
     elif codec == "flac" and data[:4] != b"fLaC":
         return f"{name}: not a FLAC stream"
     return None

@@ -3,7 +3,8 @@
 Checks, per shard (one job per shard on the shared executor: local processes or a Dask cluster): bytes and
 sha256 against the shard index (the sha256 computed on the stream); the tar's clips against the catalog
 part (same keys, same order, same count); every audio member decodes at 16 kHz to the recorded frame count;
-every `<key>.json` equals its catalog row and every catalog `idx_line` the member offsets in the tar; the
+(a WAV member: its canonical header and length, what decoding it would check, without
+the decoder's cost); every `<key>.json` equals its catalog row and every catalog `idx_line` the member offsets in the tar; the
 `.idx` equals what NVIDIA's `wds2idx` writes (run on a local tar in place; for a remote tar, the index
 derived from the streamed headers by the same rule, which a test keeps equal to `wds2idx`); every diet's
 index for the shard lists real clips of the tar, as many as its manifest says. A tar is read member by
@@ -28,6 +29,7 @@ from shards import layout
 from shards.catalog import JSON_FIELDS, collections, read_part, read_table, table_rows
 from shards.config import DEFAULT_REMOTE, DEFAULT_VERIFY, RemoteConfig, VerifyConfig
 from shards.executor import bounded_map, default_workers, make_executor
+from shards.reader import wav_header_problem
 from shards.storage import Root
 
 log = logging.getLogger(__name__)
@@ -150,7 +152,11 @@ def _check_members(job: ShardCheck, root: Root, rows: list[dict], problems: list
                     sample[ext] = None
                     if row is None:
                         continue
-                    if ext == row["codec"]:
+                    if ext == "wav" == row["codec"]:  # canonical header + length: what decoding checks
+                        problem = wav_header_problem(data, row["frames"], len(data))
+                        if problem is not None:
+                            problems.append(f"{where}: {key}.wav: {problem}")
+                    elif ext == row["codec"]:
                         try:
                             pcm, rate = decode_bytes(data)
                         except Exception as err:  # noqa: BLE001 - any decoder failure is a finding
