@@ -160,8 +160,9 @@ class BatchSource:
 
 
 def dali_loader(table: ClipTable, sampler: Sampler, state: LoaderState = LoaderState(),
-                stats: dict | None = None, device_id: int | None | str = "auto", read_workers: int | None = None,
-                fe: FrontEnd = BYOLA, cfg: LoaderConfig = DEFAULT_LOADER) -> Iterator[Batch]:
+                stats: dict | None = None, device_id: int | None | str = "auto", threads: int | None = None,
+                read_workers: int | None = None, fe: FrontEnd = BYOLA,
+                cfg: LoaderConfig = DEFAULT_LOADER) -> Iterator[Batch]:
     """Batches from a DALI pipeline fed by the sampler: ranged reads on CPU (in `read_workers` processes,
     0 = in the pipeline's thread), spectrogram, mel and log on `device_id` ("auto": this process's GPU
     when there is one, else the CPU; None forces the CPU). Queue depths and threads from `cfg`; the
@@ -171,11 +172,12 @@ def dali_loader(table: ClipTable, sampler: Sampler, state: LoaderState = LoaderS
     if device_id == "auto":
         device_id = dali_device()
 
-    read_workers = cfg.read_workers if read_workers is None else read_workers
+    read_workers = cfg.read_workers if read_workers is None else read_workers  # None: the config's
+    threads = cfg.dali_threads if threads is None else threads
     source = BatchSource(table, sampler, state, cfg)
     parallel = {"parallel": True, "prefetch_queue_depth": cfg.dali_read_queue} if read_workers else {}
 
-    @pipeline_def(batch_size=sampler.batch_size, num_threads=cfg.dali_threads, device_id=device_id,
+    @pipeline_def(batch_size=sampler.batch_size, num_threads=threads, device_id=device_id,
                   prefetch_queue_depth=cfg.dali_queue, py_num_workers=max(read_workers, 1), py_start_method="spawn")
     def pipe():
         audio = fn.external_source(source=source, batch=True, batch_info=True, dtype=types.FLOAT, **parallel)
