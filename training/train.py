@@ -133,8 +133,15 @@ def _rank_state_name(step: int, rank: int) -> str:
 
 def _save(root: Root, cfg: TrainConfig, byol: BYOL, optimizer, augment: Augment, step: int, state: LoaderState,
           stats: dict, fingerprint: str, rank: int, world: int, metrics: list[dict]) -> None:
-    """Each rank writes its Mixup memory and RNG state; then rank 0 commits the checkpoint naming that step."""
+    """Each rank writes its Mixup memory; then rank 0 commits the checkpoint naming that step. BatchNorm running
+    statistics are first averaged over ranks (each rank's forward passes updated them with its own clips), so
+    every rank holds the weights and buffers the checkpoint records."""
     run = cfg.run_name
+    if world > 1:
+        buffers = [b for b in byol.buffers() if b.is_floating_point()]
+        for buffer in buffers:
+            torch.distributed.all_reduce(buffer)
+        torch._foreach_div_(buffers, float(world))
     ckpt.save(root, run, _rank_state_name(step, rank), {"step": step, "memory": augment.memory.state_dict()})
     if world > 1:
         torch.distributed.barrier()
@@ -244,10 +251,13 @@ def pretrain(cfg: TrainConfig, progress: Progress | None = None,
 
     # a new run, or the same run resumed exactly
     config_rel = ckpt.run_file(run, ckpt.CONFIG)
+    exists = root.exists(config_rel)
+    if world > 1:  # every rank looks before rank 0 writes
+        torch.distributed.barrier()
     if cfg.resume:
         step, state, metrics = _restore(root, cfg, byol, optimizer, augment, fingerprint, rank, world, device)
         log.info("resuming %s at step %d (epoch %d, batch %d)", run, step, state.epoch, state.batch)
-    elif root.exists(config_rel):
+    elif exists:
         raise ValueError(f"run {run!r} already exists in {root.url_of(layout.model_dir(run))}: "
                          "continue it with --resume, or name a new one with --run NAME")
     else:
