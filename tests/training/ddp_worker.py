@@ -17,7 +17,7 @@ def main(data: str, out: str) -> None:
     real_batches = train_module._batches
 
     def recording(cfg, table, sampler, state, stats, device):  # the clips each batch of this rank holds
-        for number, indices in sampler.batches(state):
+        for _, indices in sampler.batches(state):
             seen.append([int(i) for i in indices])
         return real_batches(cfg, table, sampler, state, stats, device)
 
