@@ -8,10 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
-from bench import ingest_bench, loader_bench
+from bench import ingest_bench, loader_bench, training_bench
 from bench.common import machine
 
-STAGES = {"ingest": ingest_bench.run, "loader": loader_bench.run}
+STAGES = {"ingest": ingest_bench.run, "loader": loader_bench.run, "training": training_bench.run}
 RESULTS = Path(__file__).with_name("results.json")
 
 

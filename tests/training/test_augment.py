@@ -120,3 +120,21 @@ def test_augment_is_deterministic_given_the_generator(alpha):
         augment(x, _gen(3))
         runs.append(torch.cat(augment(x, _gen(4))))
     torch.testing.assert_close(runs[0], runs[1])
+
+
+def test_separable_crop_equals_grid_sample_bicubic_with_zero_padding():
+    g = _gen(5)
+    x = torch.randn(64, 1, 64, 96)
+    cfg = AugmentConfig()
+    height = (64 * (cfg.crop_min + (cfg.crop_max - cfg.crop_min) * torch.rand(64, generator=g))).round().clamp(1, 64)
+    width = (96 * (cfg.crop_min + (cfg.crop_max - cfg.crop_min) * torch.rand(64, generator=g))).round().clamp(1, 144)
+    top = (torch.rand(64, generator=g) * (64 - height + 1)).floor()
+    left = (torch.rand(64, generator=g) * (144 - width + 1)).floor()
+    ours = resize_crop(x, top, left, height, width, 1.5)
+    rows, cols = torch.arange(64) + 0.5, torch.arange(96) + 0.5
+    y = top[:, None] + rows[None] * (height[:, None] / 64) - 0.5
+    xs = left[:, None] + cols[None] * (width[:, None] / 96) - 0.5 - 24
+    grid = torch.stack(torch.broadcast_tensors(((2 * xs + 1) / 96 - 1)[:, None, :], ((2 * y + 1) / 64 - 1)[:, :, None]),
+                       dim=-1)
+    reference = F.grid_sample(x, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
+    torch.testing.assert_close(ours, reference, atol=1e-4, rtol=0)
