@@ -43,13 +43,16 @@ venv: $(VENV)/.installed ## create .venv and install exactly what uv.lock lists 
 lock: | $(UV) ## re-resolve uv.lock from pyproject.toml on purpose (LOCK_FLAGS=--upgrade to take newer releases)
 	$(UV) lock $(LOCK_FLAGS)
 
-demo: venv ## synthesise the demo corpora, shard them, ingest the demo transfer set, verify, write diets
+demo: venv ## synthesise the demo corpora, shard them, ingest the demo transfer set, verify, stats, pre-train tiny models
 	$(PY) -m ingest demo --out $(DEMO)
 	$(MAKE) --no-print-directory shards CORPORA=$(DEMO)/corpora.toml DATA=$(DEMO)/data
 	$(MAKE) --no-print-directory transfer DATASETS="esc50=esc50:$(DEMO)/ESC-50-master" DATA=$(DEMO)/data
 	$(MAKE) --no-print-directory verify DATA=$(DEMO)/data
 	$(MAKE) --no-print-directory stats DATA=$(DEMO)/data STATS_CROPS=1000
 	$(MAKE) --no-print-directory stream DATA=$(DEMO)/data BATCH=8
+	rm -rf $(DEMO)/data/models  # the demo's runs start afresh each time
+	for diet in speech nonspeech all; do \
+	  $(MAKE) --no-print-directory pretrain DATA=$(DEMO)/data DIET=$$diet CONFIG=tiny BATCH=8 EPOCHS=3 || exit 1; done
 
 shards: venv ## ingest CORPORA (TOML) into DATA/shards/<collection>/ and write the speech/nonspeech/all diets
 	$(PY) -m ingest shards --config $(CORPORA) $(INGEST_FLAGS); $(OK3)
