@@ -296,8 +296,12 @@ def pretrain(cfg: TrainConfig, progress: Progress | None = None,
                 seed = _step_seed(cfg, rank, step)
                 generator.manual_seed(seed)  # augmentations
                 torch.manual_seed(seed)  # dropout; also undoes RNG draws a loader made (DataLoader seeds)
-                loss = train_step(byol, augment, optimizer, batch.x.to(device, non_blocking=True), generator,
-                                  bf16, network)
+                try:
+                    loss = train_step(byol, augment, optimizer, batch.x.to(device, non_blocking=True), generator,
+                                      bf16, network)
+                except torch.cuda.OutOfMemoryError:
+                    raise ValueError(f"out of GPU memory at batch_size={cfg.batch_size} ({sampler.batch_size} per "
+                                     "rank): lower --batch-size or use more GPUs") from None
                 step += 1
                 window_steps += 1
                 pending.append((step, state.epoch, loss))
