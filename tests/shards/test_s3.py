@@ -85,6 +85,7 @@ def test_every_collection_file_is_an_s3_object(built):
 def test_verify_reads_the_s3_root(built):
     report = verify(built["url"])
     assert report.ok, report.problems
+    assert report.verified == [COLLECTION] and built["server"].get(f"{PREFIX}/{layout.verified_path(COLLECTION)}")
     assert report.shards == built["summary"].shards
     assert report.clips == sum(c["clips"] for c in built["summary"].corpora.values())
 
@@ -99,7 +100,7 @@ def test_s3_bytes_equal_a_local_run(built):
             compared += 1
     assert compared == 3 * built["summary"].shards
     local_files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
-    assert set(objects) == local_files
+    assert set(objects) - {layout.verified_path(COLLECTION)} == local_files  # only the S3 run was verified
 
 
 def test_rerun_on_s3_skips_every_shard(built):
