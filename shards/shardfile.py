@@ -14,8 +14,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-import webdataset
-
 IDX_VERSION = "v1.2"
 TAR_MTIME = 0  # fixed: reproducible tars
 _BLOCK = 512
@@ -63,6 +61,8 @@ class TarWriter:
     the DALI index as we go from the tar stream's offsets instead of re-reading the tar."""
 
     def __init__(self, out: IO[bytes]):
+        import webdataset  # here, not at the top: it imports torch (7.5 s, ~775 MB), which index readers never need
+
         self._sink = _HashingSink(out)
         self._writer = webdataset.TarWriter(self._sink, user="", group="", mode=0o644, encoder=False,
                                             mtime=TAR_MTIME, format="USTAR_FORMAT")
