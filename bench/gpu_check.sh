@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if ! $PY -c "import nvidia.dali, soundfile, soxr" 2>/dev/null; then
+if ! $PY -c "import nvidia.dali, soundfile, soxr, webdataset" 2>/dev/null; then
   mkdir -p /tmp/parts
   cp .whl/c?/* /tmp/parts/ 2>/dev/null || true
   name=$(ls /tmp/parts/*.part0 | head -1); name=$(basename "${name%.part0}")
@@ -17,7 +17,8 @@ fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 status=0
-$PY bench/gpu_check.py || status=$?
-# BYOL-A training steps: the DALI loader vs in-memory batches, and a per-phase profile
+# BYOL-A training steps first (the DALI loader vs in-memory batches, a per-phase profile), then the front end's
+# GPU parity and loader throughput
 $PY bench/train_gpu.py || status=$?
+$PY bench/gpu_check.py || status=$?
 exit $status

@@ -12,7 +12,7 @@ dl="python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.
 locked() { python3 -c 'import sys, tomllib; v = {p["name"]: p["version"] for p in tomllib.load(open("uv.lock", "rb"))["package"] if "version" in p}; print(" ".join(f"{n}=={v[n]}" for n in sys.argv[1:]))' "$@"; }
 mkdir -p .whl/full .whl/small
 $dl -d .whl/full $(locked nvidia-dali-cuda130)
-$dl -d .whl/small $(locked soundfile soxr astunparse gast optree nvtx makefun libcst)
+$dl -d .whl/small $(locked soundfile soxr astunparse gast optree nvtx makefun libcst webdataset braceexpand)
 wheel=$(ls .whl/full/nvidia_dali_cuda130-*.whl)
 rm -rf .whl/c? && split -n 4 -d -a 1 "$wheel" .whl/part-
 for i in 0 1 2 3; do mkdir -p ".whl/c$((i + 1))" && mv ".whl/part-$i" ".whl/c$((i + 1))/$(basename "$wheel").part$i"; done
