@@ -16,11 +16,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ingest import demo
+from ingest import demo, lease
 from ingest.config import IngestConfig
 from ingest.engine import Progress as EngineProgress
 from ingest.engine import Summary, build_collection, write_windows
 from ingest.sources import keep_whole, load_config, parse_cli_source
+from shards import layout
 from shards.configs import add_arguments, from_args, from_mapping
 from shards.diets import write_default_diets
 from shards.errors import one_line, user_errors
@@ -70,6 +71,10 @@ def _run(sources, cfg: IngestConfig, purpose: str = "pretrain") -> int:
     console.print(f"{summary.collection}: {clips} clips in {summary.shards} shards "
                   f"({summary.shards_skipped} already committed), {summary.quarantined} quarantined, "
                   f"{summary.duplicates} duplicates removed")
+    for name, c in sorted(summary.corpora.items()):
+        if c["held_out"]:
+            console.print(f"{name}: {c['held_out']} valid/test recordings left out (pre-training uses only the "
+                          "train split; ingest them with `python -m ingest transfer`)")
     if purpose == "pretrain":
         for diet, manifest in write_default_diets(cfg.data).items():
             console.print(f"diet {diet}: {manifest['clips']} clips, {manifest['seconds'] / 3600:.3f} h")
@@ -100,6 +105,16 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_unlock(args: argparse.Namespace) -> int:
+    """Break a collection's lease by hand, when the run that held it is dead (another host, a lost job)."""
+    removed = lease.unlock(args.data, layout.check_collection(args.collection))
+    if removed is None:
+        console.print(f"collection {args.collection}: no lease to remove")
+    else:
+        console.print(f"collection {args.collection}: removed the lease of {removed.describe()}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     path = demo.generate(args.out)
     console.print(f"demo corpora and config written: {path}")
@@ -124,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--domain", choices=("speech", "nonspeech", "mixed"), help="domain of csv datasets")
     add_arguments(t, IngestConfig, skip=("collection", "clip_seconds", "segment_seconds", "tail", "min_tail_seconds"))
     t.set_defaults(func=cmd_transfer)
+    u = verbs.add_parser("unlock", help="break the lease of a dead run on a collection (see the refusal)")
+    u.add_argument("--data", required=True, help="data root: a folder or s3://bucket/prefix")
+    u.add_argument("--collection", required=True, help="the collection whose lease to break")
+    u.set_defaults(func=cmd_unlock)
     d = verbs.add_parser("demo", help="synthesise the built-in demo corpora and their config")
     d.add_argument("--out", default="demo", help="folder for the demo corpora (default: demo)")
     d.set_defaults(func=cmd_demo)
@@ -137,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except user_errors() as err:
-        console.print("[red]error:[/red]", escape(one_line(err)), highlight=False)
+        resumable = args.verb in ("shards", "transfer")  # they commit shard by shard: a re-run resumes
+        console.print("[red]error:[/red]", escape(one_line(err, resumable=resumable)), highlight=False)
         return EXIT_ERROR
     except KeyboardInterrupt:
         console.print("interrupted: committed shards are kept; re-run the same command to resume")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import typing
+from dataclasses import dataclass, field, fields
 
 from shards.audio import CODECS
+from shards.executor import JOBQUEUE_CLUSTERS
+from shards.layout import check_collection
 
 TAILS = ("keep", "pad", "drop")
+MIN_CLIP_SECONDS = 1.0  # every full clip holds at least one BYOL-A training crop (0.95 s)
 
 
 def _doc(text: str):
@@ -38,21 +43,46 @@ class IngestConfig:
     probe_batch: int = field(default=256, metadata=_doc("recordings per header-probe job"))
 
     def __post_init__(self) -> None:
+        """Every field checked (type, finite, range) with one line naming it and what was expected."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kinds = typing.get_args(hints[f.name]) or (hints[f.name],)
+            if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, value := float(value))
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                expected = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+                raise ValueError(f"{f.name}={value!r}: expected {expected}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name}={value!r}: expected a finite number")
+        if not self.data.strip():
+            raise ValueError("data='': expected a folder (e.g. ./data) or s3://bucket/prefix")
+        check_collection(self.collection)
         if self.codec not in CODECS:
             raise ValueError(f"codec={self.codec!r}, expected one of {CODECS}")
         if self.tail not in TAILS:
             raise ValueError(f"tail={self.tail!r}, expected one of {TAILS}")
-        for name in ("segment_seconds", "shard_seconds"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
-        if self.clip_seconds is not None and self.clip_seconds <= 0:
-            raise ValueError(f"clip_seconds={self.clip_seconds} must be > 0")
-        if self.min_tail_seconds < 0:
-            raise ValueError(f"min_tail_seconds={self.min_tail_seconds} must be >= 0")
-        if self.probe_batch < 1:
-            raise ValueError(f"probe_batch={self.probe_batch} must be >= 1")
+        if self.shard_seconds <= 0:
+            raise ValueError(f"shard_seconds={self.shard_seconds} must be > 0")
+        for name in ("segment_seconds", "clip_seconds"):
+            value = getattr(self, name)
+            if value is not None and value < MIN_CLIP_SECONDS:
+                raise ValueError(f"{name}={value} must be >= {MIN_CLIP_SECONDS} (one training crop)")
+        length = self.clip_seconds or self.segment_seconds
+        if not 0 <= self.min_tail_seconds <= length:
+            raise ValueError(f"min_tail_seconds={self.min_tail_seconds} must be between 0 and the clip length {length}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed={self.seed} must be between 0 and 2**63 - 1")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers={self.workers} must be >= 0 (0 runs in-process)")
+        if self.probe_batch < 1:
+            raise ValueError(f"probe_batch={self.probe_batch} must be >= 1")
+        if self.scheduler is not None and not self.scheduler.strip():
+            raise ValueError("scheduler='': expected a Dask scheduler address (tcp://host:8786)")
+        if self.jobqueue is not None and self.jobqueue not in JOBQUEUE_CLUSTERS:
+            raise ValueError(f"jobqueue={self.jobqueue!r}, expected one of {sorted(JOBQUEUE_CLUSTERS)}")
+        if self.scheduler and self.jobqueue:
+            raise ValueError("give either scheduler (an existing Dask cluster) or jobqueue (start one), not both")
 
     def fingerprint_fields(self) -> dict:
         """The settings that change shard bytes; a collection refuses a re-run that changes them."""

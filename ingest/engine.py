@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest import corpora
+from ingest import corpora, lease
 from ingest.config import IngestConfig, Source
 from ingest.keys import check_name, clip_key
 from ingest.plan import Listed, Probe, build_plan, deduplicate, needs_audio_hash, probe_batch, region_problem
@@ -28,7 +28,7 @@ from shards import layout
 from shards.catalog import (DUPLICATES_SCHEMA, PURPOSES, QUARANTINE_SCHEMA, SHARD_INDEX_SCHEMA, read_catalog,
                             read_table, write_table)
 from shards.executor import bounded_map, default_workers, make_executor
-from shards.storage import Root
+from shards.storage import TMP_MARK, Root
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Summary:
 
     def corpus(self, name: str) -> dict:
         return self.corpora.setdefault(name, {"recordings": 0, "clips": 0, "seconds": 0.0, "quarantined": 0,
-                                              "duplicates": 0, "tails_dropped": 0})
+                                              "duplicates": 0, "tails_dropped": 0, "held_out": 0})
 
     def to_dict(self) -> dict:
         """The collection's facts (not this run's: how many shards were skipped is left out, so a
@@ -79,13 +79,17 @@ def cuts(source: Source, cfg: IngestConfig, purpose: str) -> bool:
     return corpora.get(source.adapter).cut or cfg.clip_seconds is not None
 
 
-def list_sources(sources: Sequence[Source], cfg: IngestConfig, purpose: str = "pretrain") -> list[Listed]:
+def list_sources(sources: Sequence[Source], cfg: IngestConfig, purpose: str = "pretrain",
+                 held_out: dict[str, int] | None = None) -> list[Listed]:
     """Every recording of every source, in source order then adapter order (deterministic).
 
     A source root may be a URL (`s3://bucket/LibriSpeech`): the adapter then reads a local shadow of the
-    layout and each recording's `source_path` is the object's URL.
+    layout and each recording's `source_path` is the object's URL. A pre-training collection takes only
+    `train` recordings (a labelled CSV's valid/test rows are held-out audio); how many were left out per
+    corpus is added to `held_out`.
     """
     listed: list[Listed] = []
+    held_out = {} if held_out is None else held_out
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ValueError(f"source names must be unique, got {names}")
@@ -103,6 +107,9 @@ def list_sources(sources: Sequence[Source], cfg: IngestConfig, purpose: str = "p
             url_base = url_base if rel == "." else f"{url_base}/{rel}"
         count, cut = 0, cuts(src, cfg, purpose)
         for rec in adapter.recordings(local_root, options):
+            if purpose == "pretrain" and rec.split != "train":
+                held_out[src.name] = held_out.get(src.name, 0) + 1
+                continue
             if rec.corpus != src.name:  # a user may ingest one adapter twice under two names
                 rec = type(rec).from_dict({**rec.to_dict(), "corpus": src.name})
             local = base / rec.path
@@ -114,7 +121,8 @@ def list_sources(sources: Sequence[Source], cfg: IngestConfig, purpose: str = "p
             listed.append(Listed(rec, source_path, cut, size))
             count += 1
         if count == 0:
-            raise ValueError(f"{src.name}: no recordings found under {src.root!r} (adapter {src.adapter})")
+            only = " in the train split" if held_out.get(src.name) else ""
+            raise ValueError(f"{src.name}: no recordings{only} found under {src.root!r} (adapter {src.adapter})")
         log.info("%s: %d recordings", src.name, count)
     return listed
 
@@ -164,25 +172,44 @@ def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Pro
     progress = progress or Progress()
     collection = layout.check_collection(cfg.collection)
     root = Root(cfg.data)
-    listed = list_sources(sources, cfg, purpose)
-    fp = fingerprint(sources, listed, cfg)
-    summary = Summary(collection, fp)
-    for item in listed:
-        summary.corpus(item.recording.corpus)["recordings"] += 1
-    manifest = {"collection": collection, "fingerprint": fp, "purpose": purpose, "config": cfg.fingerprint_fields(),
-                "sources": [s.to_dict() for s in sources]}
-    with make_executor(cfg.workers, cfg.scheduler, cfg.jobqueue) as executor:
-        plan = _frozen_plan(root, collection, manifest, listed, cfg, executor, summary)
-        progress.planned(plan.num_rows, float(pc.sum(plan.column("seconds")).as_py() or 0.0))
-        for d in (layout.shard_dir(collection), layout.clips_part_dir(collection)):
-            root.remove_stale_temporaries(d)
-        results = []
-        in_flight = 2 * (cfg.workers or default_workers()) if not (cfg.scheduler or cfg.jobqueue) else 256
-        for result in bounded_map(executor, write_shard, _jobs(plan, cfg, collection), in_flight):
-            results.append(result)
-            progress.shard_done(result)
-    _finish(root, collection, sorted(results, key=lambda r: r.shard), summary, manifest)
+    with lease.held(root, collection) as own:
+        held_out: dict[str, int] = {}
+        listed = list_sources(sources, cfg, purpose, held_out)
+        fp = fingerprint(sources, listed, cfg)
+        summary = Summary(collection, fp)
+        for item in listed:
+            summary.corpus(item.recording.corpus)["recordings"] += 1
+        for corpus, n in held_out.items():
+            summary.corpus(corpus)["held_out"] = n
+        manifest = {"collection": collection, "fingerprint": fp, "purpose": purpose,
+                    "config": cfg.fingerprint_fields(), "sources": [s.to_dict() for s in sources]}
+        with make_executor(cfg.workers, cfg.scheduler, cfg.jobqueue) as executor:
+            plan = _frozen_plan(root, collection, manifest, listed, cfg, executor, summary)
+            progress.planned(plan.num_rows, float(pc.sum(plan.column("seconds")).as_py() or 0.0))
+            _remove_stale_temporaries(root, collection)
+            results = []
+            in_flight = 2 * (cfg.workers or default_workers()) if not (cfg.scheduler or cfg.jobqueue) else 256
+            for result in bounded_map(executor, write_shard, _jobs(plan, cfg, collection), in_flight):
+                results.append(result)
+                progress.shard_done(result)
+        if not lease.owns(root, collection, own):
+            raise lease.LeaseHeld(f"collection {collection!r} in {root.url}: this run's lease was broken while it "
+                                  "ran (python -m ingest unlock?); not marking the collection complete")
+        _finish(root, collection, sorted(results, key=lambda r: r.shard), summary, manifest)
     return summary
+
+
+def _remove_stale_temporaries(root: Root, collection: str) -> None:
+    """Delete the temporary shard files (tar, idx, catalog part) a killed run of this collection left.
+
+    Called with the collection's lease held, so no live run writes these names; other temporaries (a
+    verify's record, another collection's files) are never touched. S3 writes leave none behind."""
+    if not root.is_local:
+        return
+    for rel in (layout.shard_dir(collection), layout.clips_part_dir(collection)):
+        folder = Path(root.path(rel))
+        for stale in folder.glob(f"{TMP_MARK}*-shard-*") if folder.is_dir() else ():
+            stale.unlink(missing_ok=True)
 
 
 def _frozen_plan(root: Root, collection: str, manifest: dict, listed: Sequence[Listed], cfg: IngestConfig,

@@ -7,6 +7,7 @@ its presence marks the shard committed and a re-run skips it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -66,12 +67,24 @@ def clip_pcm(row: dict) -> "audio.np.ndarray":
     return audio.fit_length(audio.to_pcm16(mono), int(round(row["stored_seconds"] * audio.SAMPLE_RATE)))
 
 
+def plan_digest(keys) -> str:
+    """sha256 of a shard's planned keys in order: what its committed catalog part must have been made from."""
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
+
+
 def write_shard(job: ShardJob) -> ShardResult:
-    """Write one shard; a committed shard (its catalog part exists) is not touched again."""
+    """Write one shard. A committed shard (its catalog part exists) is not touched again if its part was
+    made from this shard's plan (same keys in the same order); any other part (a plan that differs, a part
+    from before the check existed) is not trusted: the shard is written again and replaces it."""
     root = Root(job.data)
     part = layout.clips_part_path(job.collection, job.shard)
+    digest = plan_digest(row["key"] for row in job.rows)
     if root.exists(part):
-        return _committed_result(root, part, job.shard)
+        meta = table_metadata(root, part, "audiodiet.shard")
+        if meta.get("plan") == digest:
+            return _committed_result(meta, job.shard)
+        log.warning("%s/%s: its committed catalog part does not match the frozen plan; writing the shard again",
+                    job.collection, job.shard)
     catalog, quarantined, per_corpus = [], [], {}
     source_seconds = 0.0
     with root.writer(layout.tar_path(job.collection, job.shard)) as out:
@@ -94,17 +107,18 @@ def write_shard(job: ShardJob) -> ShardResult:
             source_seconds += row["seconds"]
         size, sha = tar.close()
     root.write_bytes(layout.idx_path(job.collection, job.shard), tar.index_text().encode())
+    quarantine = layout.quarantine_path(job.collection, job.shard)
     if quarantined:
-        write_table(root, layout.quarantine_path(job.collection, job.shard),
-                       pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
+        write_table(root, quarantine, pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
+    elif root.exists(quarantine):  # left by an untrusted earlier write of this shard
+        root.fs.rm_file(root.path(quarantine))
     result = ShardResult(job.shard, len(catalog), sum(r["frames"] for r in catalog) / audio.SAMPLE_RATE,
                          size, sha, source_seconds, tuple(quarantined), per_corpus=per_corpus)
     write_table(root, part, pa.Table.from_pylist(catalog, schema=CATALOG_SCHEMA),
-                {"audiodiet.shard": result.to_dict()})
+                {"audiodiet.shard": {**result.to_dict(), "plan": digest}})
     return result
 
 
-def _committed_result(root: Root, part: str, shard: str) -> ShardResult:
-    meta = table_metadata(root, part, "audiodiet.shard")
+def _committed_result(meta: dict, shard: str) -> ShardResult:
     return ShardResult(shard=shard, clips=meta["clips"], seconds=meta["seconds"], bytes=meta["bytes"],
                        sha256=meta["sha256"], skipped=True, per_corpus=meta["per_corpus"])

@@ -25,7 +25,16 @@ from shards.storage import filesystem
 
 SAMPLE_RATE = 16000
 RESAMPLE_QUALITY = "HQ"  # soxr 'HQ' = librosa.load's default 'soxr_hq': same quality as the naive path
-MAX_RATE, MAX_CHANNELS = 384_000, 64
+# The lowest rate of any recording format in real use is 8 kHz (telephony: G.711, GSM, AMR-NB); old Mac
+# and Flash audio went down to 5,512 Hz. Below 4 kHz a file could hold nothing above 2 kHz: such a header
+# is corrupt, not a recording (a 1 Hz header once turned a 1 KB file into a 490-s sample).
+MIN_RATE, MAX_RATE, MAX_CHANNELS = 4_000, 384_000, 64
+# How much audio one input may expand to, in seconds per KiB of file. Real audio needs far more bytes: speech
+# codecs at their lowest bitrates (AMR-NB 4.75 kbit/s, MP3 8 kbit/s) hold ~1-2 s per KiB, PCM at 4 kHz 8-bit
+# mono 0.25 s. The extreme is digital silence in FLAC (libsndfile's default blocks, measured): 7.5 s per KiB
+# at 44.1 kHz, 22 at 16 kHz, 81 at 4 kHz. A header claiming more than 256 s per KiB lies about the length
+# (one KiB may then become at most 256 s, 8 MB of 16 kHz PCM16).
+MAX_SECONDS_PER_KIB = 256.0
 PYAV_SUFFIXES = (".m4a", ".aac", ".mp4")
 CODECS = ("flac", "wav")
 
@@ -49,13 +58,17 @@ class AudioInfo:
         return self.frames / self.samplerate
 
 
-def _check_header(info: AudioInfo) -> AudioInfo:
-    if not 1 <= info.samplerate <= MAX_RATE:
-        raise BadAudio(f"absurd sample rate {info.samplerate} Hz (expected 1..{MAX_RATE})")
+def _check_header(info: AudioInfo, size: int) -> AudioInfo:
+    """The header's facts are plausible for a file of `size` bytes, else BadAudio saying which is not."""
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        raise BadAudio(f"absurd sample rate {info.samplerate} Hz (expected {MIN_RATE}..{MAX_RATE})")
     if not 1 <= info.channels <= MAX_CHANNELS:
         raise BadAudio(f"absurd channel count {info.channels} (expected 1..{MAX_CHANNELS})")
     if info.frames <= 0:
         raise BadAudio("no audio frames")
+    if info.seconds > MAX_SECONDS_PER_KIB * size / 1024:
+        raise BadAudio(f"implausible length: header declares {info.seconds:.1f} s of audio in {size} bytes "
+                       f"(more than {MAX_SECONDS_PER_KIB:g} s per KiB)")
     return info
 
 
@@ -122,7 +135,7 @@ def probe(path: str | Path) -> AudioInfo:
     if Path(str(path)).suffix.lower() in PYAV_SUFFIXES:
         # containers such as ADTS carry no exact length: count the decoded frames (cheap for short clips)
         data, rate = _read_pyav(path)
-        return _check_header(AudioInfo(rate, data.shape[1], len(data)))
+        return _check_header(AudioInfo(rate, data.shape[1], len(data)), size)
     try:
         with _opened(path) as src:
             info = sf.info(src)
@@ -130,7 +143,7 @@ def probe(path: str | Path) -> AudioInfo:
                 _check_wav_complete(src, size)
     except SNDFILE_ERRORS as err:
         raise _decode_error(err) from None
-    return _check_header(AudioInfo(int(info.samplerate), int(info.channels), int(info.frames)))
+    return _check_header(AudioInfo(int(info.samplerate), int(info.channels), int(info.frames)), size)
 
 
 def _check_wav_complete(src: Any, size: int) -> None:

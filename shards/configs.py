@@ -1,12 +1,14 @@
 """The one config loader: a frozen dataclass's fields are the CLI flags (and the TOML keys).
 
-Unknown keys and values of the wrong type are errors, so a typo never silently runs the default.
+Unknown keys, values of the wrong type and non-finite floats (`nan`, `inf`, which argparse's `float`
+accepts) are errors, so a typo never silently runs the default; ranges are each dataclass's own check.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -24,13 +26,9 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
     return annotation, False
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """One `--field-name` flag per dataclass field; help text from the field's `doc` metadata."""
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -48,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
 
 def from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "config") -> T:
     """Build `cls` from `values`, refusing unknown keys and wrong types with one clear line."""
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -63,6 +61,8 @@ def from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "config")
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ValueError(f"{where}: {name}={value!r} should be {kind.__name__}")
+        if kind is float and not math.isfinite(value):
+            raise ValueError(f"{where}: {name}={value!r} should be a finite number")
         checked[name] = value
     return cls(**checked)
 
@@ -73,7 +73,3 @@ def from_args(cls: type[T], namespace: argparse.Namespace, base: Mapping[str, An
     values = dict(base or {})
     values.update({k: v for k, v in vars(namespace).items() if k in names and v is not None})
     return from_mapping(cls, values, where="options")
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)

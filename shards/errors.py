@@ -15,8 +15,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def one_line(err: BaseException) -> str:
+RESUME_HINT = " (committed work is kept: re-run the same command to resume)"
+
+
+def one_line(err: BaseException, resumable: bool = False) -> str:
+    """The error's first line. `resumable`: the command commits its work piece by piece (ingest writing
+    shards), so after an I/O failure a re-run resumes: say so. Read-only commands (verify, stream, diet)
+    have nothing to resume and keep the default."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if isinstance(err, OSError) and not isinstance(err, (FileNotFoundError, PermissionError, NotADirectoryError)):
-        text += " (committed work is kept: re-run the same command to resume)"
+    if resumable and isinstance(err, OSError) and \
+            not isinstance(err, (FileNotFoundError, PermissionError, NotADirectoryError)):
+        text += RESUME_HINT
     return text

@@ -33,6 +33,7 @@ def build_bad_corpus(folder):
     sf.write(folder / "nan.wav", nan, 16000, subtype="FLOAT")
     (folder / "rate0.wav").write_bytes(_wav_header(0, 1))
     (folder / "rate1m.wav").write_bytes(_wav_header(1_000_000, 1))
+    (folder / "rate1.wav").write_bytes(_wav_header(1, 1, 1000))  # a 1 KB file that would become 500 s
     (folder / "ch0.wav").write_bytes(_wav_header(16000, 0))
     (folder / "ch100.wav").write_bytes(_wav_header(16000, 100, 6400))
     os.symlink(folder / "gone.wav", folder / "dangling.wav")
@@ -48,7 +49,7 @@ def test_every_kind_of_bad_input_is_quarantined_with_a_reason(tmp_path, capsys):
     assert rc == 3, out
     reasons = {r["source"]: r["reason"] for r in read_quarantine(Root(data), "pretrain").to_pylist()}
     assert set(reasons) == {"trunc.wav", "trunc.flac", "empty.wav", "text.flac", "nan.wav", "rate0.wav",
-                            "rate1m.wav", "ch0.wav", "ch100.wav", "dangling.wav", "fifo.wav"}
+                            "rate1m.wav", "rate1.wav", "ch0.wav", "ch100.wav", "dangling.wav", "fifo.wav"}
     assert reasons["trunc.wav"].startswith("truncated")
     assert reasons["trunc.flac"].startswith(("truncated", "not decodable audio"))  # libsndfile: "lost sync"
     assert reasons["empty.wav"] == "zero-length file"
@@ -58,10 +59,11 @@ def test_every_kind_of_bad_input_is_quarantined_with_a_reason(tmp_path, capsys):
     # libsndfile itself refuses a zero rate or zero channels; our header check catches what it accepts
     assert reasons["rate0.wav"].startswith("not decodable audio") and "SF_INFO" in reasons["rate0.wav"]
     assert reasons["ch0.wav"].startswith("not decodable audio") and "Channel count is zero" in reasons["ch0.wav"]
-    assert reasons["rate1m.wav"] == "absurd sample rate 1000000 Hz (expected 1..384000)"
+    assert reasons["rate1m.wav"] == "absurd sample rate 1000000 Hz (expected 4000..384000)"
+    assert reasons["rate1.wav"] == "absurd sample rate 1 Hz (expected 4000..384000)"
     assert reasons["ch100.wav"] == "absurd channel count 100 (expected 1..64)"
     assert [r["source"] for r in read_catalog(Root(data), "pretrain").to_pylist()] == ["good.wav"]
-    assert "11 quarantined" in out.replace("\n", " ")
+    assert "12 quarantined" in out.replace("\n", " ")
     assert verify(str(data)).ok
 
 

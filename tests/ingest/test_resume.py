@@ -34,7 +34,7 @@ def _outputs(data: Path) -> dict[str, bytes]:
 
 def _kill_when(data: Path, source: Source, ready) -> None:
     cmd = [sys.executable, "-m", "ingest", "shards", "--corpus", f"noise=folder:{source.root}", "--domain",
-           "nonspeech", "--data", str(data), "--workers", "1", "--shard-seconds", "20", "--clip-seconds", "10"]
+           "nonspeech", "--data", str(data), "--workers", "1", "--shard-seconds", "20"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while proc.poll() is None and not ready(data) and time.monotonic() < deadline:

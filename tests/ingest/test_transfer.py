@@ -37,7 +37,7 @@ def test_ava_windows_point_into_whole_movie_samples(tmp_path):
             write_audio(path, speechlike(8.0, 16000, seed=len(path.name)), 16000)
     source = Source("ava", "ava_speech", str(src), options={"audio_offset": 900.0})
     cfg = IngestConfig(data=str(tmp_path / "d"), collection="ava", workers=0)
-    summary = build_collection([source], cfg)
+    summary = build_collection([source], cfg, purpose="transfer")  # every split (pre-training takes train only)
     assert summary.quarantined == 0 and summary.corpora["ava"]["clips"] == 24
     assert write_windows(source, cfg) > 0
     samples = {r["key"]: r for r in read_catalog(Root(tmp_path / "d"), "ava").to_pylist()}

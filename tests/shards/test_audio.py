@@ -51,3 +51,16 @@ def test_an_io_error_is_not_quarantined_as_bad_audio(tmp_path, monkeypatch):
 def test_pcm16_round_trip_is_exact():
     pcm = (np.arange(-32768, 32768, 7)).astype(np.int16)
     assert np.array_equal(audio.to_pcm16(pcm.astype(np.float32) / 32768), pcm)
+
+
+def test_headers_below_the_lowest_real_rate_or_promising_too_much_audio_are_bad(tmp_path):
+    with pytest.raises(audio.BadAudio, match=r"^absurd sample rate 3999 Hz \(expected 4000\.\.384000\)$"):
+        audio._check_header(audio.AudioInfo(3999, 1, 16000), size=32044)
+    with pytest.raises(audio.BadAudio, match=r"^implausible length: header declares 600\.0 s of audio in 1024 "
+                                             r"bytes \(more than 256 s per KiB\)$"):
+        audio._check_header(audio.AudioInfo(16000, 1, 16000 * 600), size=1024)
+    # the most compact real audio, ten minutes of digital silence as FLAC at 4 kHz, passes
+    path = tmp_path / "silence.flac"
+    sf.write(path, np.zeros(4000 * 600, dtype=np.int16), 4000, subtype="PCM_16")
+    info = audio.probe(path)
+    assert (info.samplerate, info.frames) == (4000, 4000 * 600)
