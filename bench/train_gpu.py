@@ -71,8 +71,12 @@ def main() -> int:
 
     rates = {}
     for variant in ("eager", "channels_last", "compile"):
-        step = make_step(variant)[0]
-        rates[variant] = BATCH * _rate(step, itertools.cycle(memory), steps, 30, sync)
+        try:
+            step = make_step(variant)[0]
+            rates[variant] = BATCH * _rate(step, itertools.cycle(memory), steps, 30, sync)
+        except Exception as err:  # noqa: BLE001 - a variant that fails to compile is a finding, not the end
+            report[f"{variant}_error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            continue
         report[f"in_memory_crops_per_s_{variant}"] = rates[variant]
     best = max(rates, key=rates.get)
     report["in_memory_crops_per_s"], report["best_variant"] = rates[best], best
