@@ -22,7 +22,7 @@ def train_step(byol: BYOL, augment: Augment, optimizer: torch.optim.Optimizer, x
     wrapper). Returns the loss (detached, on the device: reading it would synchronise the GPU every step)."""
     v1, v2 = augment(x, generator)
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss = (network or byol)(v1, v2)
+        loss = (network if network is not None else byol)(v1, v2)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
