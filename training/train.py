@@ -245,6 +245,8 @@ def pretrain(cfg: TrainConfig, progress: Progress | None = None,
     if cfg.sync_bn:
         byol = torch.nn.SyncBatchNorm.convert_sync_batchnorm(byol)
     byol = byol.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        byol = byol.to(memory_format=torch.channels_last)
     augment = Augment(cfg.augment, (1, cfg.model.n_mels, BYOLA.frames(CROP_SAMPLES)), device)
     optimizer = make_optimizer(byol, cfg.lr)
     generator = torch.Generator(device=device)
@@ -269,6 +271,8 @@ def pretrain(cfg: TrainConfig, progress: Progress | None = None,
                                                     indent=1).encode())
     network = torch.nn.parallel.DistributedDataParallel(byol, device_ids=[device.index] if device.type == "cuda"
                                                         else None) if world > 1 else byol
+    if cfg.compile:
+        network = torch.compile(network)
     summary = Summary(run)
     total = cfg.epochs * sampler.batches_per_epoch()
     limit = min(total, cfg.max_steps) if cfg.max_steps else total
