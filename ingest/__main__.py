@@ -19,8 +19,9 @@ from rich.table import Table
 from ingest import demo, lease
 from ingest.config import IngestConfig
 from ingest.engine import Progress as EngineProgress
-from ingest.engine import Summary, build_collection, write_windows
+from ingest.engine import Summary, build_collection
 from ingest.sources import keep_whole, load_config, parse_cli_source
+from ingest.windows import write_windows
 from shards import layout
 from shards.configs import add_arguments, from_args, from_mapping
 from shards.diets import write_default_diets
@@ -89,6 +90,14 @@ def cmd_shards(args: argparse.Namespace) -> int:
         raise ValueError("no corpora: give --config FILE with enabled [corpora.*] tables or --corpus NAME=ADAPTER:PATH")
     from_mapping(IngestConfig, settings, where=f"{args.config} [settings]")  # check before flags override
     cfg = from_args(IngestConfig, args, base=settings)
+    if args.plan_only:
+        summary = build_collection(sources, cfg, plan_only=True)
+        console.print(_summary_table(summary))
+        console.print(f"plan of {summary.collection}: {summary.planned_clips} clips "
+                      f"({summary.planned_seconds / 3600:.3f} h) in {summary.planned_shards} shards would be written "
+                      f"to {cfg.data}; {summary.quarantined} quarantined at the probe, {summary.duplicates} "
+                      "duplicates (catalog/<collection>/plan.parquet)")
+        return EXIT_OK
     return _run(sources, cfg)
 
 
@@ -129,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="corpora TOML ([settings] + [corpora.<name>] tables)")
     p.add_argument("--corpus", action="append", metavar="NAME=ADAPTER:PATH", help="a corpus (repeatable)")
     p.add_argument("--domain", choices=("speech", "nonspeech"), help="domain of --corpus folder/csv sources")
+    p.add_argument("--plan-only", action="store_true",
+                   help="list, probe and freeze the plan, say what would be written, and stop (no shard jobs)")
     p.add_argument("--keep-whole", action="append", metavar="NAME",
                    help="keep this folder/csv corpus's files whole instead of cutting 10-s clips (repeatable)")
     add_arguments(p, IngestConfig)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import re
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from shards.layout import check_name  # noqa: F401 - re-exported: names and keys share one rule
 from shards.shardfile import MAX_KEY
 
@@ -36,3 +40,23 @@ def clip_key(corpus: str, path: str, offset_seconds: float) -> str:
         room = MAX_KEY - len(f"{corpus}____{offset_ms:09d}") - 9
         key = f"{corpus}__{rec[:room]}-{digest}__{offset_ms:09d}"
     return key
+
+
+def clip_keys(corpus: pa.Array | pa.ChunkedArray, path: pa.Array | pa.ChunkedArray, start: np.ndarray) -> pa.Array:
+    """`clip_key` of every (corpus, path, start) row, as Arrow compute over columns (a plan of millions of
+    clips builds no Python string per clip); the few rows `clip_key` hashes (unsafe characters, keys too
+    long for a tar name) go through `clip_key` itself, so both give the same key (tested)."""
+    corpus = pc.cast(corpus, pa.string())
+    stem = pc.replace_substring_regex(path, pattern=r"\.[^./]*$", replacement="")
+    rec = pc.replace_substring_regex(stem, pattern=r"[/.]", replacement="-")
+    offset_ms = np.rint(np.asarray(start, dtype=np.float64) * 1000).astype(np.int64)
+    offsets = pc.utf8_lpad(pc.cast(pa.array(offset_ms), pa.string()), width=9, padding="0")
+    keys = pc.binary_join_element_wise(corpus, rec, offsets, "__")
+    odd = pc.or_(pc.match_substring_regex(rec, _UNSAFE.pattern), pc.greater(pc.utf8_length(keys), MAX_KEY))
+    rows = np.flatnonzero(pc.fill_null(odd, False).to_numpy(zero_copy_only=False))
+    if len(rows) == 0:
+        return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    values = keys.to_pylist()  # rare: only when some recording needs the hashed form
+    for i in rows:
+        values[i] = clip_key(corpus[int(i)].as_py(), path[int(i)].as_py(), float(start[i]))
+    return pa.array(values, type=pa.string())

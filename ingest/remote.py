@@ -55,3 +55,13 @@ def shadow_tree(url: str, cache: Path | None = None) -> Path:
             fetched += 1
     log.info("%s: shadow tree with %d audio placeholders, %d metadata files fetched", url, placeholders, fetched)
     return shadow
+
+
+def local_view(root: str, root_is_file: bool) -> tuple[Path, str | None]:
+    """(the local path an adapter reads, the URL of the folder it mirrors, or None for a local root)."""
+    if not is_url(root):
+        return Path(root), None
+    if root_is_file:  # csv: the metadata file's folder is the corpus
+        folder, _, name = root.rstrip("/").rpartition("/")
+        return shadow_tree(folder) / name, folder
+    return shadow_tree(root), root.rstrip("/")

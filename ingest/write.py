@@ -28,7 +28,8 @@ class ShardJob:
     collection: str
     shard: str
     codec: str
-    rows: tuple[dict, ...]
+    rows: pa.Table  # the shard's slice of the plan (plan.PLAN_SCHEMA), in position order
+    bases: dict[str, str]  # corpus -> folder or URL its `source` paths are relative to (this run's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ def write_shard(job: ShardJob) -> ShardResult:
     from before the check existed) is not trusted: the shard is written again and replaces it."""
     root = Root(job.data)
     part = layout.clips_part_path(job.collection, job.shard)
-    digest = plan_digest(row["key"] for row in job.rows)
+    digest = plan_digest(job.rows.column("key").to_pylist())
     if root.exists(part):
         meta = table_metadata(root, part, "audiodiet.shard")
         if meta.get("plan") == digest:
@@ -89,7 +90,8 @@ def write_shard(job: ShardJob) -> ShardResult:
     source_seconds = 0.0
     with root.writer(layout.tar_path(job.collection, job.shard)) as out:
         tar = TarWriter(out)
-        for row in job.rows:
+        for row in job.rows.to_pylist():
+            row["source_path"] = f"{job.bases[row['corpus']]}/{row['source']}"
             try:
                 pcm = clip_pcm(row)
             except audio.BadAudio as bad:

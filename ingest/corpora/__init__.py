@@ -42,6 +42,9 @@ class Corpus:
     top: str | None = None
     options: tuple[str, ...] = ()
     root_is_file: bool = False  # csv: the root is the metadata file; paths are relative to its folder
+    # Datasets whose examples are windows of long recordings (AVA-Speech): windows(root: Path, **options)
+    # yields records with path, start, end (seconds of the file), video_id, label, split, limited_train.
+    windows: Callable[..., Iterator[Any]] | None = None
 
     def resolve_root(self, root: str | Path) -> Path:
         root = Path(root)
@@ -61,11 +64,20 @@ class Corpus:
         return resolved.parent if self.root_is_file else resolved
 
     def recordings(self, root: str | Path, options: Mapping[str, Any] | None = None) -> Iterator[Recording]:
+        return self.describe(self.resolve_root(root), **self._checked(options))
+
+    def windows_of(self, root: str | Path, options: Mapping[str, Any] | None = None) -> Iterator[Any]:
+        """The dataset's windows (see `windows`); none for a dataset without them."""
+        if self.windows is None:
+            return iter(())
+        return self.windows(self.resolve_root(root), **self._checked(options))
+
+    def _checked(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
         options = dict(options or {})
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ValueError(f"{self.name}: unknown option(s) {unknown}; known: {list(self.options)}")
-        return self.describe(self.resolve_root(root), **options)
+        return options
 
 
 def get(name: str) -> Corpus:

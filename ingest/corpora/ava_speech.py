@@ -173,4 +173,4 @@ def windows(root: Path, hop: float = 0.01, length: float = 1.0, max_train_per_cl
 
 
 CORPUS = Corpus(name="ava_speech", domain="mixed", cut=False, kind="transfer", layout=LAYOUT,
-                describe=describe, options=("audio_offset", "n_test", "n_valid", "n_limited"))
+                describe=describe, options=("audio_offset", "n_test", "n_valid", "n_limited"), windows=windows)

@@ -2,23 +2,26 @@
 
 import tracemalloc
 
-from ingest.engine import _jobs
-from ingest.plan import Listed, Probe, build_plan
-from ingest.records import Recording
+from ingest.collection import shard_jobs
+from ingest.config import Source
+from ingest.listing import list_sources
+from ingest.plan import build_plan
+from ingest.probe import probe_listing
 from ingest.synth import nonspeech, write_audio
 from ingest.write import write_shard
+from shards.executor import InlineExecutor
 from tests.conftest import small_config
 
 
 def _peak_for(tmp_path, clips: int) -> int:
-    path = write_audio(tmp_path / "long.wav", nonspeech(10.0 * clips, 44100, seed=1), 44100, channels=2)
-    rec = Recording(corpus="long", path="long.wav", domain="nonspeech")
-    listed = [Listed(rec, str(path), cut=True, size=path.stat().st_size)]
-    probes = [Probe(0, 44100, 2, int(10.0 * clips * 44100))]
-    cfg = small_config(tmp_path / f"d{clips}", shard_seconds=1e9, clip_seconds=None)
-    plan, _ = build_plan(listed, probes, [0], cfg)
-    (job,) = list(_jobs(plan, cfg, "pretrain"))
-    assert len(job.rows) == clips
+    write_audio(tmp_path / f"src{clips}" / "long.wav", nonspeech(10.0 * clips, 44100, seed=1), 44100, channels=2)
+    cfg = small_config(tmp_path / f"d{clips}", shard_seconds=1e9)
+    source = Source("long", "folder", str(tmp_path / f"src{clips}"), domain="nonspeech")
+    listing = list_sources([source], cfg, "pretrain", InlineExecutor())
+    probes = probe_listing(InlineExecutor(), listing, cfg.probe_batch, 1)
+    plan, _ = build_plan(listing, probes, probes.column("reason").is_null().to_numpy(zero_copy_only=False), cfg)
+    (job,) = list(shard_jobs(plan, cfg, listing.bases))
+    assert job.rows.num_rows == clips
     tracemalloc.start()
     write_shard(job)
     peak = tracemalloc.get_traced_memory()[1]

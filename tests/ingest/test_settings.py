@@ -47,7 +47,8 @@ def test_toml_settings_and_direct_construction_are_checked_too(tmp_path, capsys)
         IngestConfig(segment_seconds=float("nan"))
     with pytest.raises(ValueError, match="should be a finite number"):
         from_mapping(IngestConfig, {"min_tail_seconds": float("-inf")})
-    assert IngestConfig(shard_seconds=25).shard_seconds == 25.0 and isinstance(IngestConfig(shard_seconds=25).shard_seconds, float)
+    seconds = IngestConfig(shard_seconds=25).shard_seconds
+    assert seconds == 25.0 and isinstance(seconds, float)
 
 
 def test_a_labelled_csv_gives_pretraining_only_its_train_rows(tmp_path, capsys):

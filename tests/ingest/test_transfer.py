@@ -8,7 +8,8 @@ import pytest
 from ingest.__main__ import main as ingest_main
 from ingest.config import IngestConfig, Source
 from ingest.corpora import PRETRAIN
-from ingest.engine import build_collection, write_windows
+from ingest.engine import build_collection
+from ingest.windows import write_windows
 from ingest.sources import DEFAULT_CONFIG, load_config
 from ingest.synth import speechlike, write_audio
 from shards.catalog import read_catalog, read_quarantine
