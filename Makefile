@@ -100,4 +100,4 @@ lint: venv
 	$(PY) -m ruff check .
 
 clean: ## remove generated data (not the venv)
-	rm -rf $(DEMO) bench/work bench/results.json .pytest_cache
+	rm -rf $(DEMO) bench/work bench/results.json bench/scale_results.json .pytest_cache

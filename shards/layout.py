@@ -5,13 +5,19 @@ from __future__ import annotations
 import re
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# A clip key is `<corpus>__<recording>__<offset:09d>` in at most 95 characters (shardfile.MAX_KEY); a 48-char
+# corpus name leaves 25 for a recording's prefix plus its 8-hex hash, so every key still names its recording.
+MAX_NAME = 48
 
 
 def check_name(name: str, what: str = "corpus") -> str:
-    """Corpus, collection, diet, run ... names go into keys and paths: letters, digits, '_' and '-', and
-    no '__' (the key separator), so no name can climb out of its folder ('../x') or split a key."""
-    if not isinstance(name, str) or not NAME.match(name) or "__" in name:
-        raise ValueError(f"{what} name {name!r}: use letters, digits, '_' and '-' only (no '__')")
+    """Corpus, collection, diet, run ... names go into keys and paths: letters, digits, '_' and '-', no '__'
+    (the key separator) and no trailing '_' (corpus `a_` with `x.wav` and corpus `a` with `_x.wav` would share
+    a key), at most MAX_NAME characters; so no name can climb out of its folder ('../x') or split a key."""
+    if (not isinstance(name, str) or not NAME.match(name) or "__" in name or name.endswith("_")
+            or len(name) > MAX_NAME):
+        raise ValueError(f"{what} name {name!r}: use 1-{MAX_NAME} letters, digits, '_' and '-' "
+                         "(no '__', no trailing '_')")
     return name
 
 

@@ -25,7 +25,7 @@ from shards.shardfile import MAX_KEY, check_key
 
 SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
 # Corpus names as check_name accepts them, of the lengths real corpora have (the longest id is 15 chars),
-# without a trailing '_' (see the xfail test below: such a name makes the corpus part of a key ambiguous).
+# and check_name refuses a trailing '_' (it would make the corpus part of a key ambiguous; tested below).
 corpus_names = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,39}\Z").filter(
     lambda n: "__" not in n and not n.endswith("_"))
 # Any relative path: unicode, spaces, dots, deep folders, with or without an extension.
@@ -105,10 +105,6 @@ def test_offsets_a_millisecond_apart_give_distinct_keys(corpus, path, a, b):
     assert clip_key(corpus, path, a / 1000) != clip_key(corpus, path, b / 1000)
 
 
-@pytest.mark.xfail(strict=True, reason="check_name accepts corpus names of any length, and for names over 73 "
-                   "characters clip_key slices with a negative room and returns keys over MAX_KEY (216 chars "
-                   "here): ingest freezes the plan, then the shard writer stops on the key, not the name; a "
-                   "length bound in check_name (or a ValueError in clip_key) is needed")
 def test_a_corpus_name_check_name_accepts_gives_a_valid_key_or_is_refused():
     corpus = "c" * 80
     try:
@@ -119,13 +115,10 @@ def test_a_corpus_name_check_name_accepts_gives_a_valid_key_or_is_refused():
     assert len(key) <= MAX_KEY, len(key)
 
 
-@pytest.mark.xfail(strict=True, reason="check_name accepts a trailing '_' ('a_'), and recording ids may start "
-                   "with '_': corpus 'a_' with 'x.wav' and corpus 'a' with '_x.wav' get one key, so keys of two "
-                   "corpora (possibly in two collections of one diet) can collide; check_name could refuse a "
-                   "trailing '_'")
 def test_keys_of_different_corpora_never_collide():
-    check_name("a_"), check_name("a")
-    assert clip_key("a_", "x.wav", 0.0) != clip_key("a", "_x.wav", 0.0)
+    with pytest.raises(ValueError, match="no trailing '_'"):
+        check_name("a_")  # the one name that would make corpus a_ + x.wav and corpus a + _x.wav share a key
+    assert check_name("a") == "a"
 
 
 _colliding = st.tuples(st.lists(st.from_regex(r"\A[a-z0-9]{1,6}\Z"), min_size=2, max_size=4),
