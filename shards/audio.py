@@ -138,12 +138,49 @@ def probe(path: str | Path) -> AudioInfo:
         return _check_header(AudioInfo(rate, data.shape[1], len(data)), size)
     try:
         with _opened(path) as src:
+            with (open(src, "rb") if isinstance(src, str) else nullcontext(src)) as f:
+                fast = _plain_header(f.read(HEADER_BYTES), size)
+            if fast is not None:
+                return _check_header(fast, size)
             info = sf.info(src)
             if info.format == "WAV":
                 _check_wav_complete(src, size)
     except SNDFILE_ERRORS as err:
         raise _decode_error(err) from None
     return _check_header(AudioInfo(int(info.samplerate), int(info.channels), int(info.frames)), size)
+
+
+HEADER_BYTES = 4096  # what the fast path reads: a plain WAV's or FLAC's header fits (else libsndfile probes)
+_PLAIN_WAV = {1: (8, 16, 24, 32), 3: (32, 64)}  # WAVE format tag (PCM, IEEE float) -> bit depths
+
+
+def _plain_header(head: bytes, size: int) -> AudioInfo | None:
+    """Header facts of a plain PCM/float WAV or a FLAC with its length in STREAMINFO, read from the first
+    bytes (~10x faster than `sf.info`, which planning runs once per recording: millions of times); None
+    for anything else, which libsndfile then probes. The facts are the ones libsndfile reports."""
+    if head[:4] == b"fLaC" and len(head) >= 42 and head[4] & 0x7F == 0:
+        bits = int.from_bytes(head[18:26], "big")  # rate 20 | channels-1 3 | bits-1 5 | frames 36
+        rate, channels, frames = bits >> 44, ((bits >> 41) & 0x7) + 1, bits & ((1 << 36) - 1)
+        return AudioInfo(rate, channels, frames) if rate and frames else None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    at, fmt = 12, None
+    while at + 8 <= len(head):
+        chunk, length = head[at:at + 4], struct.unpack("<I", head[at + 4:at + 8])[0]
+        if chunk == b"fmt " and length >= 16 and at + 24 <= len(head):
+            fmt = struct.unpack("<HHIIHH", head[at + 8:at + 24])
+        elif chunk == b"data":
+            if fmt is None or length == 0xFFFFFFFF:
+                return None
+            tag, channels, rate, _, block, bits = fmt
+            if bits not in _PLAIN_WAV.get(tag, ()) or not rate or not channels or block != channels * bits // 8:
+                return None
+            held = size - (at + 8)
+            if held < length:
+                raise BadAudio(f"truncated: header declares {length} bytes of audio, file holds {held}")
+            return AudioInfo(rate, channels, length // block)
+        at += 8 + length + (length & 1)
+    return None
 
 
 def _check_wav_complete(src: Any, size: int) -> None:

@@ -181,7 +181,7 @@ def test_spaces_and_non_ascii_names_give_safe_unique_keys_that_dali_indexes_read
 def test_bad_names_are_refused_before_anything_is_written(tmp_path, capsys, mixed_sources):
     for spec in ("my c=folder:/x", "my.c=folder:/x", "a__b=folder:/x"):
         rc = ingest_main(["shards", "--corpus", spec, "--domain", "speech", "--data", str(tmp_path / "d")])
-        assert rc == 1 and "use letters, digits" in capsys.readouterr().err
+        assert rc == 1 and "letters, digits, '_' and '-'" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
 
 

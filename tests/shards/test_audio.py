@@ -64,3 +64,20 @@ def test_headers_below_the_lowest_real_rate_or_promising_too_much_audio_are_bad(
     sf.write(path, np.zeros(4000 * 600, dtype=np.int16), 4000, subtype="PCM_16")
     info = audio.probe(path)
     assert (info.samplerate, info.frames) == (4000, 4000 * 600)
+
+
+@pytest.mark.parametrize("subtype, fmt", [("PCM_16", "WAV"), ("PCM_24", "WAV"), ("PCM_U8", "WAV"), ("FLOAT", "WAV"),
+                                          ("DOUBLE", "WAV"), ("PCM_16", "FLAC"), ("PCM_24", "FLAC"),
+                                          ("ULAW", "WAV"), ("PCM_16", "OGG")])
+def test_the_fast_header_probe_reports_what_libsndfile_reports(tmp_path, subtype, fmt):
+    if fmt == "OGG":
+        subtype = "VORBIS"
+    for rate, channels in ((8000, 1), (44100, 2), (48000, 6)):
+        path = tmp_path / f"{rate}-{channels}.{fmt.lower()}"
+        sf.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, (rate // 3 + 7, channels)), rate,
+                 subtype=subtype, format=fmt)
+        info = sf.info(path)
+        assert audio.probe(path) == audio.AudioInfo(info.samplerate, info.channels, info.frames)
+    plain = subtype != "ULAW" and fmt != "OGG"  # the others go through libsndfile itself
+    head = path.read_bytes()[:audio.HEADER_BYTES]
+    assert (audio._plain_header(head, path.stat().st_size) is not None) == plain
