@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shards import layout
-from shards.catalog import collection_shards, read_part, read_table, table_rows
+from shards.catalog import collection_shards, read_part, read_table
 from shards.catalog import collections as complete_collections
 from shards.sampler import Sampler
 from shards.storage import Root

@@ -1,8 +1,9 @@
 """The shard format: an uncompressed, reproducible WebDataset tar plus its DALI index.
 
 Members are written per clip in sorted extension order with a fixed mtime, uid/gid and mode (webdataset's
-`TarWriter`, configured for it), so the same clips give byte-identical tars. The DALI `.idx` (format v1.2, as NVIDIA's `wds2idx` writes it)
-is produced while writing, from the offsets we already know, instead of re-reading the tar.
+`TarWriter`, configured for it), so the same clips give byte-identical tars. The DALI `.idx` (format v1.2,
+as NVIDIA's `wds2idx` writes it) is produced while writing, from the offsets we already know, instead of
+re-reading the tar.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Checks, per shard (one job per shard on the shared executor: local processes or a Dask cluster): bytes and
 sha256 against the shard index (the sha256 computed on the stream); the tar's clips against the catalog
-part (same keys, same order, same count); every audio member decodes at 16 kHz to the recorded frame count;
-(a WAV member: its canonical header and length, what decoding it would check, without
-the decoder's cost); every `<key>.json` equals its catalog row and every catalog `idx_line` the member offsets in the tar; the
+part (same keys, same order, same count); every audio member decodes at 16 kHz to the recorded frame count
+(a WAV member: its canonical header and length, what decoding it would check, without the decoder's cost);
+every `<key>.json` equals its catalog row and every catalog `idx_line` the member offsets in the tar; the
 `.idx` equals what NVIDIA's `wds2idx` writes (run on a local tar in place; for a remote tar, the index
 derived from the streamed headers by the same rule, which a test keeps equal to `wds2idx`); every diet's
 index for the shard lists real clips of the tar, as many as its manifest says. A tar is read member by
@@ -214,7 +214,7 @@ def verify_shard(job: ShardCheck) -> ShardFindings:
             problems.append(f"{where}: {len(wrong)} catalog idx_line(s) differ from the tar's members "
                             f"(first: {wrong[0]})")
         idx_text = root.read_bytes(job.idx).decode()
-        expected = wds2idx_text(root.path(job.path)) if root.is_local else index_text(l for _, l in lines)
+        expected = wds2idx_text(root.path(job.path)) if root.is_local else index_text(line for _, line in lines)
         if lines and idx_text != expected:
             problems.append(f"{where}: .idx differs from what wds2idx writes for this tar")
         try:

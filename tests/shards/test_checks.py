@@ -76,7 +76,8 @@ def test_a_zero_filled_tar_is_an_error_naming_it(data):
 def test_a_partly_overwritten_tar_is_an_error(data):
     tar = data / "shards" / "pretrain" / "shard-000000.tar"
     raw = bytearray(tar.read_bytes())
-    raw[len(raw) // 3: 2 * len(raw) // 3] = bytes(len(raw) // 3 + (len(raw) % 3 > 1))[: 2 * len(raw) // 3 - len(raw) // 3]
+    third, two_thirds = len(raw) // 3, 2 * len(raw) // 3
+    raw[third:two_thirds] = bytes(two_thirds - third)
     tar.write_bytes(bytes(raw))
     with pytest.raises(DamagedShard, match=r"shard-000000\.tar"):
         _stream(data)
