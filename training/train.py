@@ -1,12 +1,16 @@
 """BYOL-A pre-training on a diet, top to bottom: ranks and device, data, model, resume, then the loop.
 
 One process per GPU under `torchrun` (DDP), or one process on a CPU. The sampler gives every rank its own
-clips of the (seed, epoch) order and every rank the same number of batches. Randomness is a function of
-(seed, rank, step): the augmentation generator and torch's global RNG (dropout) are re-seeded before every
-step, so a resumed run draws exactly what an uninterrupted one would, whatever else used the RNG in between
-(a DataLoader draws its base seed from it when an epoch starts, which a mid-epoch resume does at another
-point), and no RNG state needs saving. Checkpoints are written at the end of every epoch, every
-`checkpoint_minutes`, and when SIGTERM/SIGINT arrives (then the run stops cleanly: `--resume` continues it).
+clips of the (seed, epoch) order and every rank the same number of batches: batch k of an epoch is the
+global batch k of that order, dealt over the ranks, so the loader position (epoch, k) means the same on any
+number of ranks and a run resumes on more or fewer GPUs without replaying or skipping a clip.
+
+Randomness is a function of (seed, rank, step): the augmentation generator and torch's global RNG (dropout)
+are re-seeded before every step, so a resumed run draws exactly what an uninterrupted one would, whatever
+else used the RNG in between (a DataLoader draws its base seed from it when an epoch starts, which a
+mid-epoch resume does at another point), and no RNG state needs saving. Checkpoints are written at the end
+of every epoch, every `checkpoint_minutes`, and when SIGTERM/SIGINT arrives (then the run stops cleanly:
+`--resume` continues it).
 """
 
 from __future__ import annotations
@@ -193,15 +197,18 @@ def _restore(root: Root, cfg: TrainConfig, byol: BYOL, optimizer, augment: Augme
     if saved["model_config"] != cfg.model.to_dict():
         raise ValueError(f"run {cfg.run_name!r} has model {saved['model_config']}, the config asks for "
                          f"{cfg.model.to_dict()}: resume with the run's own settings")
-    if saved["world_size"] != world:
-        raise ValueError(f"run {cfg.run_name!r} was saved with {saved['world_size']} ranks, now {world}: "
-                         "resume on the same number of ranks")
+    if saved["config"]["batch_size"] != cfg.batch_size:
+        raise ValueError(f"run {cfg.run_name!r} was trained at batch_size={saved['config']['batch_size']} "
+                         f"(global), now {cfg.batch_size}: resume with the same global batch size")
+    if saved["world_size"] != world:  # elastic: the loader position is in global batches (see Sampler)
+        log.warning("resuming %s on %d ranks; it was saved on %d", cfg.run_name, world, saved["world_size"])
     byol.online.load_state_dict(saved["online"])
     byol.target.load_state_dict(saved["target"])
     byol.predictor.load_state_dict(saved["predictor"])
     optimizer.load_state_dict(saved["optimizer"])
     step = int(saved["step"])
-    mine = ckpt.load(root, cfg.run_name, _rank_state_name(step, rank))
+    # each rank's own Mixup memory; on more ranks than were saved, rank r takes rank r mod (saved ranks)'s
+    mine = ckpt.load(root, cfg.run_name, _rank_state_name(step, rank % saved["world_size"]))
     augment.memory.load_state_dict({k: v.to(device) if torch.is_tensor(v) else v for k, v in mine["memory"].items()})
     metrics_rel = ckpt.run_file(cfg.run_name, ckpt.METRICS)
     metrics = [m for m in read_table(root, metrics_rel).to_pylist() if m["step"] <= step] \

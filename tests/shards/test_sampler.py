@@ -45,3 +45,16 @@ def test_crop_starts_stay_inside_and_short_samples_start_at_zero():
 def test_impossible_batch_is_refused():
     with pytest.raises(ValueError, match="cannot give one batch"):
         Sampler(10, 8, world_size=2)
+
+
+@pytest.mark.parametrize("world", [1, 2, 4])
+def test_rank_batch_k_is_global_batch_k_dealt_over_ranks(world):
+    """What makes elastic resume exact: the loader position (epoch, k) names the same global batches on any
+    number of ranks, so a run resumed on more or fewer ranks neither replays nor skips a clip."""
+    global_batch, clips = 8, 53
+    order = np.random.default_rng([42, 3]).permutation(clips)
+    for rank in range(world):
+        sampler = Sampler(clips, global_batch // world, seed=42, rank=rank, world_size=world)
+        assert sampler.batches_per_epoch() == clips // global_batch
+        for k, indices in sampler.batches(LoaderState(epoch=3, batch=2)):
+            assert list(indices) == list(order[k * global_batch:(k + 1) * global_batch][rank::world])

@@ -1,4 +1,8 @@
-"""Run under torchrun by test_ddp.py: pre-train, then write what this rank saw and its weights' digest."""
+"""Run by test_ddp.py, under torchrun or as one plain process: pre-train, then write what this rank saw and
+the digest of its weights at every checkpoint.
+
+Usage: ddp_worker.py DATA OUT RUN EPOCHS [MAX_STEPS|-] [resume]
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,16 @@ import training.train as train_module
 from training.config import TrainConfig, read_config_file
 
 
-def main(data: str, out: str) -> None:
-    seen: list[list[int]] = []
+def main(data: str, out: str, run: str, epochs: int, max_steps: int | None, resume: bool) -> None:
+    seen: list[list[int]] = []  # [epoch, batch number, clip indices...] per batch this rank trained on
     real_batches = train_module._batches
 
-    def recording(cfg, table, sampler, state, stats, device):  # the clips each batch of this rank holds
-        for _, indices in sampler.batches(state):
-            seen.append([int(i) for i in indices])
-        return real_batches(cfg, table, sampler, state, stats, device)
+    def recording(cfg, table, sampler, state, stats, device):
+        plan = sampler.batches(state)
+        for batch in real_batches(cfg, table, sampler, state, stats, device):
+            number, indices = next(plan)
+            seen.append([state.epoch, number, *(int(i) for i in indices)])
+            yield batch
 
     train_module._batches = recording
     digests: list[str] = []
@@ -35,14 +41,17 @@ def main(data: str, out: str) -> None:
         digests.append(h.hexdigest())
 
     train_module._save = saving
-    values = {**read_config_file("tiny"), "data": data, "diet": "all", "batch_size": 4, "epochs": 2,
-              "stats_crops": 64, "device": "cpu", "run": "ddp"}
+    values = {**read_config_file("tiny"), "data": data, "diet": "all", "batch_size": 4, "epochs": epochs,
+              "stats_crops": 64, "device": "cpu", "run": run, "max_steps": max_steps, "resume": resume}
     train_module.pretrain(TrainConfig(**values))
-    rank = torch.distributed.get_rank()
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     with open(f"{out}/rank-{rank}.json", "w") as f:
-        json.dump({"seen": seen, "digests": digests, "batches": len(seen)}, f)
-    torch.distributed.destroy_process_group()
+        json.dump({"seen": seen, "digests": digests}, f)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    args = sys.argv[1:]
+    main(args[0], args[1], args[2], int(args[3]), None if len(args) < 5 or args[4] == "-" else int(args[4]),
+         len(args) > 5 and args[5] == "resume")
