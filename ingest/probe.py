@@ -25,8 +25,10 @@ PROBE_SCHEMA = pa.schema([
 ])
 
 
-def probe_batch(begin: int, paths: Sequence[str], want_hash: Sequence[bool]) -> tuple[int, pa.RecordBatch]:
-    """Runs on a worker: (begin, header facts of `paths`); hashes decoded audio where asked."""
+def probe_batch(job: tuple[int, Sequence[str], Sequence[bool]]) -> tuple[int, pa.RecordBatch]:
+    """Runs on a worker: for a job (begin, paths, want_hash), (begin, header facts of `paths`); hashes
+    decoded audio where asked."""
+    begin, paths, want_hash = job
     rate, channels, frames, hashes, reasons = [], [], [], [], []
     for path, want in zip(paths, want_hash):
         try:
@@ -66,9 +68,5 @@ def probe_listing(executor: Executor, listing: Listing, batch: int, in_flight: i
             count = min(batch, listing.table.num_rows - begin)
             yield begin, listing.source_paths(begin, count), want[begin:begin + count].tolist()
 
-    done = dict(bounded_map(executor, _probe_job, jobs(), in_flight))
+    done = dict(bounded_map(executor, probe_batch, jobs(), in_flight))
     return pa.Table.from_batches([done[b] for b in sorted(done)], PROBE_SCHEMA)
-
-
-def _probe_job(job: tuple[int, list[str], list[bool]]) -> tuple[int, pa.RecordBatch]:
-    return probe_batch(*job)
