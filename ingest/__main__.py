@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except user_errors() as err:
         resumable = args.verb in ("shards", "transfer")  # they commit shard by shard: a re-run resumes
-        console.print("[red]error:[/red]", escape(one_line(err, resumable=resumable)), highlight=False)
+        console.print("[red]error:[/red]", escape(one_line(err, resumable=resumable)), highlight=False, soft_wrap=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
         console.print("interrupted: committed shards are kept; re-run the same command to resume")

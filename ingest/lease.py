@@ -25,15 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from shards.layout import lease_path
 from shards.storage import TMP_MARK, Root
 
 log = logging.getLogger(__name__)
 
 PRECONDITION_FAILED = 412  # HTTP status of a conditional PUT whose object already exists
-
-
-def lease_path(collection: str) -> str:
-    return f"catalog/{collection}/_LEASE.json"
 
 
 class LeaseHeld(ValueError):

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except user_errors() as err:
-        console.print("[red]error:[/red]", escape(one_line(err)), highlight=False)
+        console.print("[red]error:[/red]", escape(one_line(err)), highlight=False, soft_wrap=True)
         return 1
 
 

@@ -57,6 +57,11 @@ def verified_path(collection: str) -> str:
     return f"shards/{check_collection(collection)}/_VERIFIED.json"
 
 
+def lease_path(collection: str) -> str:
+    """The lease of the one run that may write the collection (created only if absent)."""
+    return f"catalog/{collection}/_LEASE.json"
+
+
 def plan_path(collection: str) -> str:
     return f"catalog/{collection}/plan.parquet"
 

@@ -101,16 +101,6 @@ class Root:
         names = (e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
         return sorted(n for n in names if n.endswith(suffix) and not n.startswith(TMP_MARK))
 
-    def remove_stale_temporaries(self, rel_dir: str) -> int:
-        """Delete temp files a killed run left in `rel_dir` (local roots only; S3 has none)."""
-        if not self.is_local:
-            return 0
-        folder = Path(self.path(rel_dir))
-        stale = list(folder.glob(f"{TMP_MARK}*")) if folder.is_dir() else []
-        for p in stale:
-            p.unlink(missing_ok=True)
-        return len(stale)
-
     # -- atomic writes ---------------------------------------------------------------------------
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Commit `data` at `rel` atomically."""
