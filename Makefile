@@ -68,7 +68,7 @@ diets: venv ## (re)write the speech/nonspeech/all indexes over DATA's pre-traini
 	$(PY) -m shards diet $(ROOT)
 
 stats: venv ## compute each diet's log-mel normalisation stats once (STATS_CROPS random crops)
-	$(PY) -m shards stats $(ROOT) --crops $(STATS_CROPS)
+	$(PY) -m shards stats $(ROOT) --stats-crops $(STATS_CROPS)
 
 stream: venv ## stream DIET through a loader (BACKEND=auto|torch|dali, BATCH=256): throughput + batch summary
 	$(PY) -m shards stream $(ROOT) --diet $(DIET) --backend $(or $(BACKEND),auto) --batch-size $(or $(BATCH),256)
