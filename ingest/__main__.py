@@ -12,7 +12,6 @@ import time
 from dataclasses import replace
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -25,7 +24,7 @@ from ingest.windows import write_windows
 from shards import layout
 from shards.configs import add_arguments, from_args, from_mapping
 from shards.diets import write_default_diets
-from shards.errors import one_line, user_errors
+from shards.errors import run_command
 
 EXIT_OK, EXIT_ERROR, EXIT_QUARANTINED = 0, 1, 3
 console = Console(stderr=True)
@@ -164,12 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except user_errors() as err:
-        resumable = args.verb in ("shards", "transfer")  # they commit shard by shard: a re-run resumes
-        console.print("[red]error:[/red]", escape(one_line(err, resumable=resumable)), highlight=False, soft_wrap=True)
-        return EXIT_ERROR
+    try:  # shards and transfer commit shard by shard: after an I/O failure a re-run resumes
+        return run_command(args, console, resumable=args.verb in ("shards", "transfer"))
     except KeyboardInterrupt:
         console.print("interrupted: committed shards are kept; re-run the same command to resume")
         return EXIT_ERROR

@@ -14,7 +14,7 @@ from shards import layout
 from shards.config import BACKENDS, LoaderConfig, RemoteConfig, VerifyConfig
 from shards.configs import add_arguments, from_args
 from shards.diets import DIETS, write_default_diets, write_diet
-from shards.errors import one_line, user_errors
+from shards.errors import run_command
 from shards.storage import Root
 from shards.verify import verify
 
@@ -116,11 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except user_errors() as err:
-        console.print("[red]error:[/red]", escape(one_line(err)), highlight=False, soft_wrap=True)
-        return 1
+    return run_command(args, console)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@ a traceback (a bug): bad values, missing or unreadable paths, I/O and network fa
 
 from __future__ import annotations
 
+import argparse
+from typing import Any
+
 
 def user_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [ValueError, OSError]
@@ -27,3 +30,16 @@ def one_line(err: BaseException, resumable: bool = False) -> str:
             not isinstance(err, (FileNotFoundError, PermissionError, NotADirectoryError)):
         text += RESUME_HINT
     return text
+
+
+def run_command(args: argparse.Namespace, console: Any, resumable: bool = False) -> int:
+    """The one way every CLI (`python -m ingest|shards|training`) runs its verb: `args.func(args)`'s exit
+    code, or, for a user's mistake or an environment problem, one red line (never wrapped, whatever the
+    terminal's width) and exit code 1."""
+    from rich.markup import escape
+
+    try:
+        return args.func(args)
+    except user_errors() as err:
+        console.print("[red]error:[/red]", escape(one_line(err, resumable=resumable)), highlight=False, soft_wrap=True)
+        return 1

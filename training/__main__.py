@@ -8,11 +8,10 @@ import logging
 import sys
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from shards.configs import add_arguments, from_args, from_mapping
-from shards.errors import one_line, user_errors
+from shards.errors import run_command
 from training.config import TrainConfig, config_names, read_config_file
 from training.train import Progress as TrainProgress
 from training.train import pretrain
@@ -66,11 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except user_errors() as err:
-        console.print("[red]error:[/red]", escape(one_line(err)), highlight=False, soft_wrap=True)
-        return 1
+    return run_command(args, console)
 
 
 if __name__ == "__main__":
