@@ -31,3 +31,15 @@ def small_config(data: Path | str, **overrides) -> IngestConfig:
     values = {"data": str(data), "workers": 0, "shard_seconds": 25.0}
     values.update(overrides)
     return IngestConfig(**values)
+
+
+def build_small_collection(base: Path) -> Path:
+    """The mixed sources cut into 2-s clips, several shards of 8 s, with the `all` diet: a collection that
+    readers and loaders can be tested on. Returns the data root."""
+    from ingest.engine import build_collection
+    from shards.diets import write_diet
+
+    data = base / "data"
+    build_collection(build_mixed(base / "src"), small_config(data, clip_seconds=2.0, shard_seconds=8.0))
+    write_diet(str(data), "all")
+    return data

@@ -11,25 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from ingest.engine import build_collection
 from shards.__main__ import main as shards_main
 from shards.config import RemoteConfig
-from shards.diets import load_diet, write_diet
+from shards.diets import load_diet
 from shards.loader import torch_loader
 from shards.reader import DamagedShard, permanent, ShortRead
 from shards.sampler import Sampler
 from shards.storage import Root
 from shards.verify import verify
-from tests.conftest import build_mixed, small_config
+from tests.conftest import build_small_collection
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("checks")
-    data = base / "data"
-    build_collection(build_mixed(base / "src"), small_config(data, clip_seconds=2.0, shard_seconds=8.0))
-    write_diet(str(data), "all")
-    return data
+    return build_small_collection(tmp_path_factory.mktemp("checks"))
 
 
 @pytest.fixture

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from ingest.engine import build_collection
-from shards.diets import load_diet, write_diet
+from shards.diets import load_diet
 from shards.loader import torch_loader
 from shards.reader import DamagedShard, RangeReader, ShortRead
 from shards.sampler import LoaderState, Sampler
-from tests.conftest import build_mixed, small_config
+from tests.conftest import build_small_collection
 from tests.s3server import _stop, s3_server, start_weed_args  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -26,11 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local_data(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("stream")
-    data = base / "data"
-    build_collection(build_mixed(base / "src"), small_config(data, clip_seconds=2.0, shard_seconds=8.0))
-    write_diet(str(data), "all")
-    return data
+    return build_small_collection(tmp_path_factory.mktemp("stream"))
 
 
 def _upload(client, bucket: str, local: Path, prefix: str) -> None:
