@@ -103,8 +103,9 @@ def write_items(root: Root, dataset: str) -> tuple[int, int]:
     import hashlib
 
     fingerprint = hashlib.sha256(shards_fp).hexdigest()[:16]
+    corpus = read_catalog(root, dataset, ["corpus"])["corpus"][0].as_py()  # the adapter: esc50, nsynth, ava_speech...
     tables.write(root, "items", {"dataset": dataset}, items, tables.ITEMS_SCHEMA,
-                 tables.lineage(dataset=dataset, collection_fingerprint=fingerprint))
+                 tables.lineage(dataset=dataset, corpus=corpus, collection_fingerprint=fingerprint))
     sub = subsets(items)
     tables.write(root, "rsa_items", {"dataset": dataset}, sub, tables.RSA_ITEMS_SCHEMA,
                  tables.lineage(dataset=dataset, seed=SUBSET_SEED, rsa=RSA_ITEMS, tsne=TSNE_ITEMS))

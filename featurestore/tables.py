@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from shards import layout
 from shards.storage import Root
+from shards.version import code_version
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,6 @@ def partition_dir(table: str, partition: dict[str, str]) -> str:
 def lineage(**fields: Any) -> dict[str, Any]:
     """What every committed partition records about how it was made: the caller's fields (model id and
     fingerprint, front end, config...) plus the code version and the time of the commit."""
-    from training.checkpoint import code_version
-
     return {**fields, "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,20 +28,6 @@ LOSS_PLOT = "loss.png"
 
 def run_file(run: str, name: str) -> str:
     return f"{layout.model_dir(run)}/{name}"
-
-
-def code_version() -> str:
-    """The git commit of this checkout (with `+dirty` when it has local changes), or "unknown"."""
-    top = Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=top, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=top,
-                               capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    if sha.returncode != 0:
-        return "unknown"
-    return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def diet_fingerprint(root: Root, diet: str) -> str:

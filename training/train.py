@@ -36,6 +36,7 @@ from shards.frontend import BYOLA, CROP_SAMPLES
 from shards.loader import compute_stats, dali_loader, load_stats, torch_loader
 from shards.sampler import LoaderState, Sampler
 from shards.storage import Root
+from shards.version import code_version
 from training import checkpoint as ckpt
 from training.augment import Augment
 from training.byol import BYOL
@@ -154,7 +155,7 @@ def _save(root: Root, cfg: TrainConfig, byol: BYOL, optimizer, augment: Augment,
     encoder = byol.online["encoder"]
     common = {"model_config": cfg.model.to_dict(), "stats": {"mean": stats["mean"], "std": stats["std"]},
               "front_end": stats.get("front_end", BYOLA.to_dict()), "diet": cfg.diet, "diet_fingerprint": fingerprint,
-              "code_version": ckpt.code_version(), "config": cfg.to_dict()}
+              "code_version": code_version(), "config": cfg.to_dict()}
     ckpt.save(root, run, ckpt.ENCODER, {**common, "encoder": encoder.state_dict(), "step": step})
     write_table(root, ckpt.run_file(run, ckpt.METRICS), pa.Table.from_pylist(metrics, schema=METRICS_SCHEMA))
     _plot_loss(root, run, metrics)
@@ -274,7 +275,7 @@ def pretrain(cfg: TrainConfig, progress: Progress | None = None,
         if rank == 0:
             root.write_bytes(config_rel, json.dumps({"config": cfg.to_dict(), "model_config": cfg.model.to_dict(),
                                                      "diet_fingerprint": fingerprint, "stats": stats,
-                                                     "code_version": ckpt.code_version(), "world_size": world},
+                                                     "code_version": code_version(), "world_size": world},
                                                     indent=1).encode())
     network = torch.nn.parallel.DistributedDataParallel(byol, device_ids=[device.index] if device.type == "cuda"
                                                         else None) if world > 1 else byol
