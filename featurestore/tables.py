@@ -113,7 +113,9 @@ def write_part(root: Root, table: str, partition: dict[str, str], generation: st
     _same_schema(table, data.schema, schema)
     data = data.cast(schema).replace_schema_metadata({"audiodiet": json.dumps(meta or {})})
     rel = f"{partition_dir(table, partition)}/{part_name(generation, name)}"
-    vectors = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)]
+    # byte_stream_split names leaf columns: a vector's floats are `<name>.list.element` (the compliant
+    # nested layout pyarrow writes); the bare name matches nothing and silently leaves the floats PLAIN
+    vectors = [f"{f.name}.list.element" for f in schema if pa.types.is_fixed_size_list(f.type)]
     with root.writer(rel) as out:
         pq.write_table(data, out.file, compression="zstd", row_group_size=ROW_GROUP_ROWS,
                        use_byte_stream_split=vectors or False, use_dictionary=[f.name for f in schema
