@@ -53,7 +53,8 @@ DOMAINS: tuple[tuple[str, tuple[str, ...]], ...] = (
 DOMAIN_NAMES = tuple(d for d, _ in DOMAINS) + ("other",)
 BASELINES = ("yamnet", "wavlm-base-plus")
 ERROR_BARS = {"ci": "95 % bootstrap CI over test items (over movies for AVA)", "sd": "± 1 SD over seeds"}
-COLOUR_BY = ("class", "pitch", "gender")
+# How a t-SNE panel is coloured; "label" (the items column analysis.similarity names) is the same as "class".
+COLOUR_BY = ("class", "label", "pitch", "gender")
 FLAG_MARK = "†"
 
 
@@ -303,6 +304,7 @@ def _scatter(fig: Figure, ax, part: pl.DataFrame, how: str) -> None:
                             linewidths=0, plotnonfinite=True)
         fig.colorbar(points, ax=ax, shrink=0.85, label="pitch (MIDI note number)")
         return
+    how = "class" if how == "label" else how
     source = "label" if how == "class" else "value"
     cats = part[source].cast(pl.Utf8).fill_null(part["label"].cast(pl.Utf8)).fill_null("(none)").to_list()
     names = sorted(set(cats))

@@ -137,6 +137,14 @@ def test_fig2_one_panel_per_dataset_pitch_colourbar(t):
     assert legends == {"esc50": ["c0", "c1", "c2", "c3", "c4"], "vctk": ["F", "M"]}
 
 
+def test_fig2_label_is_class_and_unknown_colouring_refused(t):
+    points = pl.from_arrow(t["tsne"]).filter(pl.col("dataset") == "esc50")
+    fig = figures.fig_tsne(points.with_columns(colour_by=pl.lit("label")))
+    assert [x.get_text() for x in fig.axes[0].get_legend().get_texts()] == ["c0", "c1", "c2", "c3", "c4"]
+    with pytest.raises(ValueError, match=r"colour_by values \['speaker'\]"):
+        figures.fig_tsne(points.with_columns(colour_by=pl.lit("speaker")))
+
+
 def test_fig3_heatmap_models_by_descriptors_pitch_flagged(t):
     fig = figures.fig_rsa_descriptors(t["rsa_summary"])
     ax = fig.axes[0]
