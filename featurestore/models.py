@@ -63,6 +63,8 @@ class StoreModel:
         """(len(waves), width) float32 embeddings of 16 kHz mono float32 waves."""
         if not waves:
             return np.zeros((0, self.width), np.float32)
+        minimum = int(MIN_SECONDS * 16_000)  # SPEC §3, for every model: shorter files zero-padded to 1 s
+        waves = [w if len(w) >= minimum else np.pad(w, (0, minimum - len(w))) for w in waves]
         if self.kind == "wavlm-base-plus":
             from featurestore.wavlm import wavlm_embed
 
@@ -180,8 +182,7 @@ def _byola_embed(model: StoreModel, waves: list[np.ndarray]) -> np.ndarray:
     """Equal lengths batched together (pooling over padded frames would change max and mean), longest first."""
     fe = FrontEnd(**model.front_end) if model.front_end else BYOLA
     mel = LogMel(fe, model.device)
-    minimum = int(MIN_SECONDS * fe.sample_rate)
-    padded = [w if len(w) >= minimum else np.pad(w, (0, minimum - len(w))) for w in waves]
+    padded = waves  # already at least 1 s (StoreModel.embed)
     out = np.zeros((len(waves), model.width), np.float32)
     order = sorted(range(len(padded)), key=lambda i: -len(padded[i]))
     start = 0

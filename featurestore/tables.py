@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shards import layout
-from shards.storage import Root
+from shards.storage import Root  # also the analysis's way to the data root (it imports featurestore only)
 from shards.version import code_version
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,11 @@ def check_partition(table: str, partition: dict[str, str]) -> dict[str, str]:
         if not isinstance(partition[k], str) or not _VALUE.match(partition[k]):
             raise ValueError(f"{table}: {k}={partition[k]!r} is not a store name (letters, digits, _ . -)")
     return {k: partition[k] for k in keys}
+
+
+def report_dir(name: str) -> str:
+    """Where a report of the store's results goes (the analysis reaches the layout through the store)."""
+    return layout.report_dir(name)
 
 
 def partition_dir(table: str, partition: dict[str, str]) -> str:
@@ -198,6 +203,11 @@ def _open(root: Root, url: str) -> pq.ParquetFile:
     return pq.ParquetFile(root.fs.open(url, "rb"), pre_buffer=False)
 
 
+def read_file(root: Root, url: str, columns: list[str] | None = None) -> pa.Table:
+    """One committed part (a URL from `files`), only `columns`: the unit a streaming reader loads at a time."""
+    return _open(root, url).read(columns=columns, use_threads=root.is_local).replace_schema_metadata(None)
+
+
 def scan(root: Root, table: str, columns: list[str] | None = None, batch_size: int = 65_536,
          **where: str | list[str]) -> Iterator[pa.RecordBatch]:
     """Record batches of the matching partitions, part by part: memory stays at one batch however large
@@ -209,10 +219,7 @@ def scan(root: Root, table: str, columns: list[str] | None = None, batch_size: i
 
 def read(root: Root, table: str, columns: list[str] | None = None, **where: str | list[str]) -> pa.Table:
     """The matching rows as one table: for small tables (items of one dataset, probe results)."""
-    tables = []
-    for url in files(root, table, **where):
-        source = _open(root, url)
-        tables.append(source.read(columns=columns, use_threads=root.is_local).replace_schema_metadata(None))
+    tables = [read_file(root, url, columns) for url in files(root, table, **where)]
     if not tables:
         raise FileNotFoundError(f"{root.url}: store table {table!r} has nothing committed"
                                 + (f" for {where}" if where else ""))
