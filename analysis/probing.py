@@ -226,6 +226,9 @@ def probe(data: str, models: list[str] | None, datasets: list[str] | None, seeds
     all_tasks: dict[str, Task] = {}
     for model in models:
         present = {p["dataset"] for p in tables.partitions(root, "embeddings", model=model)}
+        if not present:
+            raise ValueError(f"{root.url}: the store has no embeddings of model {model!r} "
+                             f"(embedded: {models_embedded(root) or 'none'})")
         wanted = datasets or sorted(present)
         missing = [d for d in wanted if d not in present]
         if missing:

@@ -3,7 +3,11 @@
 - `LibriSpeech/train-clean-100/...` speech-like utterances (16 kHz FLAC + transcripts), not cut;
 - `musan/{music,noise,speech}/...` long 16 kHz WAVs, cut into 10-s clips (tails kept), plus one
   truncated file that the engine must quarantine (the demo shows quarantine at work);
-- `ESC-50-master/` a labelled 5-fold transfer set (44.1 kHz WAV, `meta/esc50.csv`).
+- `ESC-50-master/` a labelled 5-fold transfer set (44.1 kHz WAV, `meta/esc50.csv`);
+- `AVA-Speech/` 26 short "movies" (16 kHz WAV) with `ava_speech_labels_v1.csv`: 1.5 s of background then
+  1.5 s of speech each, so the AVA path (1-s windows at a 10-ms hop, AP, movies as bootstrap units, the
+  limited-train task) runs end to end. The adapter's split by sorted id: the last 10 movies test, the 10
+  before them valid, 6 train (all within the first 30, so AVA-limited trains on the same 6).
 """
 
 from __future__ import annotations
@@ -71,12 +75,31 @@ def _esc50(top: Path) -> None:
         writer.writerows(rows)
 
 
+AVA_MOVIES = 26
+AVA_SEGMENT = 1.5  # seconds of background, then of speech, per movie: 51 one-second windows each
+
+
+def _ava_speech(top: Path) -> None:
+    import numpy as np
+
+    rows = []
+    for i in range(AVA_MOVIES):
+        vid = f"demo{i:07d}"  # 11 characters, like a YouTube id
+        gain = 10 ** ((-12 + 4 * (i % 4)) / 20)  # a different level per movie: loudness alone cannot decide
+        audio = np.concatenate([nonspeech(AVA_SEGMENT, 16000, seed=3000 + i) * gain,
+                                speechlike(AVA_SEGMENT, 16000, seed=4000 + i) * gain])
+        write_audio(top / "audio" / f"{vid}.wav", audio, 16000)
+        rows += [f"{vid},0.0,{AVA_SEGMENT},NO_SPEECH", f"{vid},{AVA_SEGMENT},{2 * AVA_SEGMENT},CLEAN_SPEECH"]
+    (top / "ava_speech_labels_v1.csv").write_text("\n".join(rows) + "\n")
+
+
 def generate(out: str | Path) -> Path:
     """Write the demo corpora under `out` (idempotent) and return the path of their corpora TOML."""
     out = Path(out)
     _librispeech(out / "LibriSpeech")
     _musan(out / "musan")
     _esc50(out / "ESC-50-master")
+    _ava_speech(out / "AVA-Speech")
     config = out / "corpora.toml"
     config.write_text(CONFIG)
     return config

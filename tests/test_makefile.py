@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 TOP = Path(__file__).resolve().parents[1]
-STAGES = ("ingest", "shards", "training")
+STAGES = ("ingest", "shards", "training", "featurestore", "analysis")
 
 
 def _recipes() -> list[tuple[str, str, str]]:
