@@ -84,11 +84,11 @@ def test_the_report_has_every_figure_and_names_every_model(demo_root: str):
 
 
 def test_a_rerun_of_embed_skips_what_is_stored(demo_root: str, capsys):
-    before = json.loads((Path(demo_root) / "store/embeddings/model=run-all-tiny/dataset=esc50/_manifest.json").read_text())
+    manifest = Path(demo_root) / "store/embeddings/model=run-all-tiny/dataset=esc50/_manifest.json"
+    before = json.loads(manifest.read_text())
     assert store_main(["embed", "--data", demo_root, "--model", "run:all-tiny"]) == 0
     assert "already stored" in capsys.readouterr().err
-    after = json.loads((Path(demo_root) / "store/embeddings/model=run-all-tiny/dataset=esc50/_manifest.json").read_text())
-    assert after == before
+    assert json.loads(manifest.read_text()) == before
 
 
 def test_user_mistakes_are_one_line(demo_root: str, capsys):
