@@ -96,7 +96,11 @@ def top_k(matrix: np.ndarray, query: np.ndarray, k: int, exclude: int | None = N
         if exclude is not None and start <= exclude < start + len(scores):
             scores[exclude - start] = -np.inf
         take = min(k, len(scores))
-        idx = np.argpartition(-scores, take - 1)[:take] if take < len(scores) else np.arange(len(scores))
+        if take < len(scores):  # the k best, plus every row tied with the k-th (argpartition picks among
+            kth = scores[np.argpartition(-scores, take - 1)[take - 1]]  # ties arbitrarily; row order decides)
+            idx = np.flatnonzero(scores >= kth)
+        else:
+            idx = np.arange(len(scores))
         best_i = np.concatenate([best_i, idx + start])
         best_s = np.concatenate([best_s, scores[idx]])
         if len(best_i) > k:
