@@ -3,7 +3,8 @@
 - `LibriSpeech/train-clean-100/...` speech-like utterances (16 kHz FLAC + transcripts), not cut;
 - `musan/{music,noise,speech}/...` long 16 kHz WAVs, cut into 10-s clips (tails kept), plus one
   truncated file that the engine must quarantine (the demo shows quarantine at work);
-- `ESC-50-master/` a labelled 5-fold transfer set (44.1 kHz WAV, `meta/esc50.csv`);
+- `ESC-50-master/` a labelled 5-fold transfer set (44.1 kHz WAV, `meta/esc50.csv`) whose five classes differ
+  in spectro-temporal pattern (`esc_sound`), so the demo's probes and RSA have something real to measure;
 - `AVA-Speech/` 26 short "movies" (16 kHz WAV) with `ava_speech_labels_v1.csv`: 1.5 s of background then
   1.5 s of speech each, so the AVA path (1-s windows at a 10-ms hop, AP, movies as bootstrap units, the
   limited-train task) runs end to end. The adapter's split by sorted id: the last 10 movies test, the 10
@@ -58,6 +59,40 @@ def _musan(top: Path) -> None:
     bad.write_bytes(full[: len(full) // 3])  # truncated download: header promises 12 s, 4 s present
 
 
+def esc_sound(target: int, seconds: float, sr: int, seed: int):
+    """A clip of demo class `target`: each class has its own spectro-temporal signature (a dog's barks are
+    200-300 Hz harmonic bursts at ~2 Hz, rain is 3-6 kHz noise, a baby cries at 400-600 Hz with vibrato, a
+    clock ticks at 4 Hz, a helicopter is low noise chopped at ~15 Hz), at a random level, so the probes have
+    something to find and loudness alone cannot find it."""
+    import numpy as np
+    from scipy import signal
+
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    noise = rng.standard_normal(n)
+    if target == 0:  # dog
+        f = rng.uniform(200, 300)
+        bursts = np.sin(2 * np.pi * rng.uniform(1.5, 2.5) * t) > 0.3
+        out = sum(np.sin(2 * np.pi * f * k * t) / k for k in range(1, 6)) * bursts
+    elif target == 1:  # rain
+        out = signal.lfilter(*signal.butter(4, [3000, 6000], "bandpass", fs=sr), noise)
+    elif target == 2:  # crying baby
+        f = rng.uniform(400, 600) * (1 + 0.03 * np.sin(2 * np.pi * 6 * t))
+        out = sum(np.sin(2 * np.pi * np.cumsum(f) / sr * k) / k for k in range(1, 4))
+    elif target == 3:  # clock tick
+        out = np.zeros(n)
+        for start in np.arange(rng.uniform(0, 0.25), seconds, 0.25):
+            i = int(start * sr)
+            out[i:i + 80] = noise[i:i + 80] * np.exp(-np.arange(len(out[i:i + 80])) / 15)
+    else:  # helicopter
+        low = signal.lfilter(*signal.butter(4, 500, fs=sr), noise)
+        out = low * (0.6 + 0.4 * np.sign(np.sin(2 * np.pi * rng.uniform(13, 17) * t)))
+    out = np.asarray(out, dtype=np.float64)
+    out = out / (np.max(np.abs(out)) + 1e-9) * 10 ** (rng.uniform(-20, -3) / 20)
+    return (out + 0.002 * rng.standard_normal(n)).astype(np.float32)
+
+
 def _esc50(top: Path) -> None:
     rows = []
     for fold in range(1, 6):
@@ -66,7 +101,7 @@ def _esc50(top: Path) -> None:
                 src = f"{100000 + 10 * fold + target}"
                 name = f"{fold}-{src}-{take}-{target}.wav"
                 seed = 1000 + fold * 100 + target * 10 + (take == "B")
-                write_audio(top / "audio" / name, nonspeech(5.0, 44100, seed=seed), 44100)
+                write_audio(top / "audio" / name, esc_sound(target, 5.0, 44100, seed), 44100)
                 rows.append([name, fold, target, category, "False", src, take])
     (top / "meta").mkdir(parents=True, exist_ok=True)
     with open(top / "meta" / "esc50.csv", "w", newline="") as f:
