@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,8 @@ def fig_probe_scores(probe_summary: TableLike, error: str = "ci") -> Figure:
     axes[0].set_ylabel("test score (accuracy or AP, 0–1)")
     fig.suptitle(f"Linear-probe test scores per task\nerror bars: {ERROR_BARS[error]}", fontsize=11)
     handles = [Patch(label=_plain(m), **_bar_style(m, colours[m])) for m in models]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 4), frameon=False, fontsize=9)
+    columns = max(1, min(len(models), int(fig.get_figwidth() // 2.3)))  # ~2.3 in per entry: none clipped
+    fig.legend(handles=handles, loc="outside lower center", ncols=columns, frameon=False, fontsize=9)
     return fig
 
 
@@ -187,6 +189,11 @@ def fig_tsne(points: TableLike) -> Figure:
     return fig
 
 
+# Fig. 3 shows the named descriptors and the 32 band levels; the 64 per-band flux statistics would crowd it
+# past reading and stay in the report's RSA table.
+FIG3_HIDDEN = re.compile(r"^flux_erb_")
+
+
 def fig_rsa_descriptors(rsa_summary: TableLike) -> Figure:
     """Fig. 3: mean Spearman r_s (model DSM vs descriptor DSM, over datasets) per model and descriptor;
     descriptors with a `flagged` note (pitch: NSynth only) carry a mark and a footnote."""
@@ -195,6 +202,8 @@ def fig_rsa_descriptors(rsa_summary: TableLike) -> Figure:
         raise ValueError("rsa_summary: no rows to plot")
     models = model_order(df["model"].to_list())
     descriptors = df["descriptor"].unique(maintain_order=True).to_list()
+    hidden = [d for d in descriptors if FIG3_HIDDEN.match(d)]
+    descriptors = [d for d in descriptors if d not in hidden] or descriptors
     grid = _grid(df, "model", "descriptor", "mean_r_s", models, descriptors)
     noted = df.filter(pl.col("flagged").is_not_null() & (pl.col("flagged") != ""))
     flags = {d: sorted(set(g["flagged"].to_list())) for (d,), g in noted.group_by("descriptor", maintain_order=True)}
@@ -203,14 +212,17 @@ def fig_rsa_descriptors(rsa_summary: TableLike) -> Figure:
     ax = fig.subplots()
     image = _heatmap(ax, grid, "RdBu_r", -lim, lim)
     xlabels = [_plain(f"{d} {FLAG_MARK}" if d in flags else d) for d in descriptors]
-    ax.set_xticks(range(len(descriptors)), xlabels, rotation=45, ha="right", fontsize=8)
+    ax.set_xticks(range(len(descriptors)), xlabels, rotation=60, ha="right",
+                  fontsize=8 if len(descriptors) <= 24 else 6.5)
     for tick, d in zip(ax.get_xticklabels(), descriptors):
         if d in flags:
             tick.set_color("firebrick")
     _model_ticks(ax, models, axis="y")
     fig.colorbar(image, ax=ax, shrink=0.9, label="mean Spearman $r_s$")
     ax.set_title("RSA: model DSM vs acoustic-descriptor DSM, mean $r_s$ over datasets", fontsize=11)
-    ax.set_xlabel("acoustic descriptor", fontsize=9)
+    ax.set_xlabel("acoustic descriptor" + (f" ({len(hidden)} per-band flux columns: see the RSA table)"
+                                           if hidden and len(hidden) < len(df["descriptor"].unique()) else ""),
+                  fontsize=9)
     if flags:
         notes = "; ".join(f"{d}: {', '.join(f)}" for d, f in flags.items())
         fig.supxlabel(_plain(f"{FLAG_MARK} {notes}. Grey: no value."), fontsize=8, color="firebrick")
@@ -337,7 +349,7 @@ def _grid(df: pl.DataFrame, row: str, col: str, value: str, rows: list[str], col
 def _heatmap(ax, grid: np.ndarray, cmap: str, vmin: float, vmax: float):
     colours = colormaps[cmap].with_extremes(bad="0.85")
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=colours, vmin=vmin, vmax=vmax, aspect="auto")
-    if grid.size <= 400:
+    if grid.size <= 400 and grid.shape[1] <= 16:  # values in cells only where they fit (the tables list them)
         for (i, j), v in np.ndenumerate(grid):
             if np.isfinite(v):
                 dark = image.norm(v) < 0.25 or image.norm(v) > 0.75 if cmap == "RdBu_r" else image.norm(v) < 0.6
