@@ -13,8 +13,9 @@ difference function is librosa's, step for step (cumulative-mean normalisation, 
 threshold, else the global minimum", parabolic refinement); the tests feed librosa's own CMNDF to `pick`
 and get `librosa.yin`'s f0 back, and check `cmndf` against the sum written out.
 
-The autocorrelation FFT is `next_fast_len(FRAME + max lag)` = 2,640 points, the shortest that is still
-linear (not circular) for every lag used, instead of librosa's 2·FRAME − 1 = 4,095.
+The autocorrelation FFT is `next_fast_len(FRAME + max lag, real=True)` = 2,700 points, the shortest fast
+size that is still linear (not circular) for every lag used, where librosa pads to 2·FRAME − 1 = 4,095
+(rfft of 2,048 rows: 23 ms at 2,700 points, 40 ms at 4,096).
 
 Frame length: at 16 kHz the period of 27.5 Hz (A0) is 582 samples; FRAME = 2,048 (128 ms) holds two
 periods plus room (librosa refuses fewer than one and warns below two). Frames are centred like the
@@ -52,20 +53,28 @@ def periods(sr: int) -> tuple[int, int]:
     return int(math.floor(sr / FMAX_HZ)), min(int(math.ceil(sr / FMIN_HZ)), FRAME - 1)
 
 
+def frame_view(wave: np.ndarray, hop: int) -> np.ndarray:
+    """All FRAME-sample frames centred on samples t * hop (zero padded), as a strided view (no copy)."""
+    return np.lib.stride_tricks.sliding_window_view(np.pad(wave, FRAME // 2), FRAME)[::hop]
+
+
 def frames(wave: np.ndarray, index: np.ndarray, hop: int) -> np.ndarray:
-    """The FRAME-sample frames centred on samples index * hop (zero padded), as a (len(index), FRAME) copy."""
-    padded = np.pad(wave, FRAME // 2)
-    view = np.lib.stride_tricks.sliding_window_view(padded, FRAME)
-    return view[np.asarray(index) * hop]
+    """The frames centred on samples index * hop, as a (len(index), FRAME) copy."""
+    return frame_view(wave, hop)[np.asarray(index)]
 
 
-def cmndf(y: np.ndarray, sr: int) -> np.ndarray:
-    """CMNDF over lags min..max period for each row of `y` (n, FRAME), in y's precision (float32 here)."""
-    min_period, max_period = periods(sr)
+def autocorrelation(y: np.ndarray, sr: int) -> np.ndarray:
+    """r(τ) = Σ_m y_m·y_{m+τ} for τ = 0..max period, each row of `y`, by FFT."""
+    max_period = periods(sr)[1]
     n_fft = scipy.fft.next_fast_len(y.shape[1] + max_period, real=True)
     power = np.abs(scipy.fft.rfft(y, n=n_fft, axis=1))
     power *= power  # |X|^2 via abs: 5 ms against 11 ms for re^2 + im^2 on strided views (2,048 frames)
-    acf = scipy.fft.irfft(power, n=n_fft, axis=1)[:, : max_period + 1]
+    return scipy.fft.irfft(power, n=n_fft, axis=1)[:, : max_period + 1]
+
+
+def normalise(y: np.ndarray, acf: np.ndarray, sr: int) -> np.ndarray:
+    """CMNDF over lags min..max period from the frames and their autocorrelation."""
+    min_period, max_period = periods(sr)
     square = y * y
     # column k-1: energy of the first k plus the last k samples (one running sum instead of two)
     edges = np.cumsum(square[:, :max_period] + square[:, :-max_period - 1:-1], axis=1)
@@ -73,6 +82,11 @@ def cmndf(y: np.ndarray, sr: int) -> np.ndarray:
     np.maximum(diff, 0, out=diff)  # a sum of squares; float32 rounding leaves about -1e-6 r(0) at a period
     mean = np.cumsum(diff, axis=1) / np.arange(1, max_period + 1, dtype=diff.dtype)
     return diff[:, min_period - 1:] / (mean[:, min_period - 1:] + np.finfo(diff.dtype).tiny)
+
+
+def cmndf(y: np.ndarray, sr: int) -> np.ndarray:
+    """CMNDF over lags min..max period for each row of `y` (n, FRAME), in y's precision (float32 here)."""
+    return normalise(y, autocorrelation(y, sr), sr)
 
 
 def pick(d: np.ndarray, sr: int) -> Pitch:
