@@ -42,8 +42,8 @@ Descriptors (name: unit; `DESCRIPTORS` lists them in column order):
 - pitch_midi (MIDI), periodicity (fraction): YIN (featurestore/yin.py: 27.5–4,186 Hz, threshold 0.1,
   2,048-sample frames on the same centres). pitch_midi = 69 + 12·log2(f0 / 440 Hz), median over counted
   frames where a CMNDF trough falls below the threshold (NaN if none); periodicity = median over counted
-  frames of 1 − min CMNDF. `PITCH_DESCRIPTORS` names them; `pitch=False` skips YIN and leaves them NaN
-  (the columns stay, so every dataset's table has one schema).
+  frames of 1 − min CMNDF. `PITCH_DESCRIPTORS` names them; `pitch=False` skips YIN (about 70 % of the
+  time) and leaves them NaN: `describe` and `describe_many` always return every key and column.
 
 CPU only, by measurement: one core describes about 500 s of audio per CPU second without pitch and 150
 with YIN, where a naive loop of per-descriptor librosa calls manages 70-95 and 45-57
