@@ -1,17 +1,19 @@
 """Run every benchmark and write bench/results.json (records: stage, metric, value, peer, peer_value, ratio,
-machine). Later issues add their stages to STAGES."""
+machine). `python -m bench STAGE ...` runs some stages and replaces only their records in results.json."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
 from pathlib import Path
 
-from bench import ingest_bench, loader_bench, training_bench
 from bench.common import machine
 
-STAGES = {"ingest": ingest_bench.run, "loader": loader_bench.run, "training": training_bench.run}
+# stage name -> module under bench/ whose run(work) -> (records, profile) measures it against its naive peer
+STAGES = {"ingest": "ingest_bench", "loader": "loader_bench", "training": "training_bench",
+          "descriptors": "descriptors_bench", "rsa": "rsa_bench"}
 RESULTS = Path(__file__).with_name("results.json")
 
 
@@ -24,9 +26,14 @@ def main(argv: list[str] | None = None) -> int:
         if name not in STAGES:
             print(f"error: unknown bench stage {name!r}; known: {list(STAGES)}", file=sys.stderr)
             return 1
-        stage_records, profile = STAGES[name](work / name)
-        records += stage_records
+        stage_records, profile = importlib.import_module(f"bench.{STAGES[name]}").run(work / name)
+        records += [{**r, "bench_stage": name} for r in stage_records]
         profiles[name] = profile
+    if RESULTS.exists():  # keep the other stages' last results
+        old = json.loads(RESULTS.read_text())
+        kept = [r for r in old.get("records", []) if r.get("bench_stage", r["stage"]) not in wanted]
+        records = kept + records
+        profiles = {**{k: v for k, v in old.get("profiles", {}).items() if k not in wanted}, **profiles}
     out = {"machine": machine(), "records": records, "profiles": profiles}
     RESULTS.write_text(json.dumps(out, indent=1))
     for r in records:
