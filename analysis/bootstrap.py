@@ -12,8 +12,13 @@ The two metrics the probes report are computed for a chunk of resamples at once.
 correct 0/1 array summed per group with ``np.bincount`` (per item without groups), then resampled means
 from the draws. Average precision: the resample as counts per item (``np.bincount``), scored like sklearn's
 ``average_precision_score`` with the counts as sample weights, which equals scoring the concatenated
-resample, from one sort of the scores. Any other ``metric_fn(y_true, y_score)`` is called once per
-resample on the resampled arrays.
+resample, from one sort of the scores; with few groups, from per-group cumulative counts and matrix
+products instead. Any other ``metric_fn(y_true, y_score)`` is called once per resample on the resampled
+arrays.
+
+Measured on the 2-core dev box (CPU time; wall time was 3-4x that under a shared load of ~10): 10,000
+resamples of 10,000 items take 0.75 s for accuracy, 2.9 s for AP (3.3 s with tied scores, 4.4 s paired);
+AVA-sized AP by movie (10 movies x 90k windows) about 14 ms a resample, so 10,000 resamples ~ 2.3 min.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ Metric = Callable[[np.ndarray, np.ndarray], float]
 
 # elements per chunk of resamples x items: 4 Mi (32 MiB per int64 array; a handful are alive at once)
 _CHUNK_ELEMENTS = 1 << 22
+# up to this many groups, AP is computed per group (matrix products over groups, not passes over items):
+# 10 movies x 90k windows, 300 resamples: 4.2 s CPU that way, 7.6 s from per-item counts (2-core dev box)
+_AP_GROUP_LEVEL_MAX = 64
 
 
 def accuracy(y: np.ndarray, pred: np.ndarray) -> float:
@@ -121,6 +129,13 @@ def _chunk_scorer(metric_fn: Metric, y: np.ndarray, scores: tuple[np.ndarray, ..
         sums = [np.bincount(member, weights=k, minlength=m) for k in correct]
         sizes = np.bincount(member, minlength=m).astype(np.float64)
         return lambda draws: [np.take(s, draws).sum(axis=1) / np.take(sizes, draws).sum(axis=1) for s in sums]
+    if metric_fn in _AP and member is not None and m <= _AP_GROUP_LEVEL_MAX:
+        prepared = [_ap_group_prepare(y, s, member, m) for s in scores]
+
+        def ap_group_chunk(draws: np.ndarray) -> list[np.ndarray]:
+            counts = _counts(draws, m).astype(np.float64)
+            return [_ap_group_counts(prep, counts) for prep in prepared]
+        return ap_group_chunk
     if metric_fn in _AP:
         prepared = [_ap_prepare(y, s) for s in scores]
 
@@ -193,4 +208,37 @@ def _ap_counts(prep: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray
         tp = np.take(tp, last_pos, axis=1)
     below = np.take(drawn, pos_threshold, axis=1)  # > 0 wherever weight > 0
     ap = (weight * (tp / np.maximum(below, 1))).sum(axis=1)
+    return np.divide(ap, total, out=np.zeros_like(ap), where=total > 0)
+
+
+def _ap_group_prepare(y: np.ndarray, score: np.ndarray, member: np.ndarray, m: int) -> tuple[np.ndarray, ...]:
+    """Per group, how many of its items (and of its positives) rank at or above each positive's
+    threshold: the resample's counts are then weights of groups, and those numbers linear in them. The
+    positives are reordered by group so the per-group sums are one ``np.add.reduceat``."""
+    pos_items, pos_threshold, _, order = _ap_prepare(y, score)
+    ranked_group = member[order]
+    positive = y[order] == 1
+    below = np.empty((m, len(pos_items)))
+    tp = np.empty((m, len(pos_items)))
+    for g in range(m):
+        in_group = ranked_group == g
+        below[g] = np.cumsum(in_group)[pos_threshold]
+        tp[g] = np.cumsum(in_group & positive)[pos_threshold]
+    group_of_pos = member[pos_items]
+    by_group = np.argsort(group_of_pos, kind="stable")
+    groups_with_pos, starts = np.unique(group_of_pos[by_group], return_index=True)
+    positives = np.bincount(member, weights=(y == 1).astype(np.float64), minlength=m)
+    return below[:, by_group], tp[:, by_group], groups_with_pos, starts, positives
+
+
+def _ap_group_counts(prep: tuple[np.ndarray, ...], counts: np.ndarray) -> np.ndarray:
+    """sklearn's AP with every item weighted by its group's count, for each row of group counts."""
+    below, tp, groups_with_pos, starts, positives = prep
+    if len(starts) == 0:  # no positives at all
+        return np.zeros(len(counts))
+    drawn = counts @ below  # (c, positives): weighted items ranked at or above each positive's threshold
+    precision = np.divide(counts @ tp, drawn, out=np.zeros_like(drawn), where=drawn > 0)
+    per_group = np.add.reduceat(precision, starts, axis=1)  # (c, groups with positives)
+    ap = (per_group * counts[:, groups_with_pos]).sum(axis=1)
+    total = counts @ positives
     return np.divide(ap, total, out=np.zeros_like(ap), where=total > 0)

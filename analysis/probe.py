@@ -76,10 +76,10 @@ class ProbeConfig:
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        for name in ("patience", "early_stop"):
-            value = getattr(self, name)
-            if value is not None and value < (0 if name == "patience" else 1):
-                raise ValueError(f"{name}={value} must be None or >= {0 if name == 'patience' else 1}")
+        if self.patience is not None and self.patience < 0:
+            raise ValueError(f"patience={self.patience} must be None or >= 0")
+        if self.early_stop is not None and self.early_stop < 1:
+            raise ValueError(f"early_stop={self.early_stop} must be None or >= 1")
         if not 0.0 < self.factor < 1.0:
             raise ValueError(f"factor={self.factor} must be in (0, 1)")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):

@@ -66,6 +66,18 @@ def test_matches_plain_loop_reference(monkeypatch, kind, with_groups):
     assert paired_ci(metric, y, s, s2, groups, resamples=120, seed=7) == pytest.approx((low, high), abs=1e-12)
 
 
+@pytest.mark.parametrize("group_level", [True, False])
+def test_grouped_ap_matches_plain_loop_on_either_path(monkeypatch, group_level):
+    """Few groups: AP from matrix products over groups; many: from per-item counts. Both equal the loop."""
+    monkeypatch.setattr(bootstrap, "_AP_GROUP_LEVEL_MAX", 64 if group_level else 0)
+    y, score, _ = _data(150, seed=11, ties=True)
+    groups = np.arange(150) % 7
+    groups[y == 1] = np.where(groups[y == 1] == 3, 4, groups[y == 1])  # a group without positives
+    expected = _reference(average_precision_score, y, (score,), groups, 80, seed=2)[0]
+    got = bootstrap.resampled(average_precision, y, (score,), groups, resamples=80, seed=2)[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
 def test_sklearn_metrics_take_the_vectorised_path():
     y, score, pred = _data(300, seed=4, ties=True)
     for ours, theirs, s in ((accuracy, accuracy_score, pred), (average_precision, average_precision_score, score)):
