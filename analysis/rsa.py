@@ -123,7 +123,7 @@ def _standardise(values: np.ndarray) -> np.ndarray:
 
 def _standardise_all(arrays: list[np.ndarray], workers: int) -> list[np.ndarray]:
     """`_standardise` of each, on threads (argsort and the other numpy passes release the GIL)."""
-    if workers == 1 or len(arrays) < 2:
+    if workers == 1 or len(arrays) < 2 or sum(map(len, arrays)) < 1 << 20:  # small: threads cost more
         return [_standardise(x) for x in arrays]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(_standardise, arrays))
@@ -144,7 +144,7 @@ def spearman_matrix(dsms_a: Sequence[np.ndarray], dsms_b: Sequence[np.ndarray],
                     workers: int = WORKERS) -> np.ndarray:
     """Spearman r of every DSM of `dsms_a` against every DSM of `dsms_b`, shape (len a, len b).
 
-    DSMs without NaN are ranked once (on `workers` threads) and compared by one matmul; DSMs with NaN are
+    DSMs without NaN are ranked once (on `workers` threads) and compared by a matmul; DSMs with NaN are
     compared on the pairs valid in both, re-ranked there (once per pair of NaN patterns)."""
     a, keys_a = _masks(dsms_a)
     b, keys_b = _masks(dsms_b)
@@ -183,11 +183,11 @@ def spearman(a_dsm: np.ndarray, b_dsm: np.ndarray) -> float:
 
 
 def spearman_test(model_dsm: np.ndarray, dsms: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """r and the plain `scipy.stats.spearmanr` p (two-sided t approximation over the valid pairs, which
-    treats pairs as independent: the option the paper used; `mantel_many` is the default)."""
+    """r and the plain `scipy.stats.spearmanr` p: two-sided, from the t approximation over the valid pairs,
+    which treats the pairs as independent (they are not: an option beside the default, `mantel_many`)."""
     r = spearman_matrix([model_dsm], dsms)[0]
-    pairs = np.array([np.count_nonzero(~np.isnan(_as_dsm(d)) & ~np.isnan(_as_dsm(model_dsm))) for d in dsms],
-                     dtype=np.float64)
+    model_ok = ~np.isnan(_as_dsm(model_dsm, "model_dsm"))
+    pairs = np.array([np.count_nonzero(model_ok & ~np.isnan(_as_dsm(d))) for d in dsms], dtype=np.float64)
     dof = pairs - 2
     with np.errstate(divide="ignore", invalid="ignore"):
         t = r * np.sqrt(dof / ((1.0 - r) * (1.0 + r)))

@@ -27,7 +27,7 @@ class TSNEConfig:
     initialization: str = "pca"  # deterministic and keeps global structure (Kobak & Linderman 2021)
     neighbors: str = "exact"  # <= 2,000 items: exact kNN is cheap and leaves no approximate-index randomness
     random_state: int = 0  # seeds the PCA sign and the optimisation: same input, same picture
-    n_jobs: int = 1  # one thread: the gradient sums in a fixed order, so reruns are bit-identical
+    n_jobs: int = 1  # one thread: reruns are bit-identical (tested); threads may sum in another order
 
 
 def colour_column(dataset: str) -> str:
