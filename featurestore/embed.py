@@ -209,8 +209,8 @@ def embed_dataset(cfg: EmbedConfig, model_id: str, dataset: str,
             if on_items:
                 on_items(seen, total)
     meta = tables.lineage(model_id=model_id, model_sha=model.sha, model=model.name, width=model.width,
-                          front_end=model.front_end, stats={"mean": spec.mean, "std": spec.std,
-                                                            "source": spec.stats_source},
+                          front_end=model.front_end, stats={"mean": model.spec.mean, "std": model.spec.std,
+                                                            "source": model.spec.stats_source},
                           pooling="max+mean" if model.front_end else "mean", dataset=dataset, items_fingerprint=fp)
     tables.commit(root, "embeddings", partition, list(entries.values()), meta,
                   tables.embeddings_schema(model.width), replace=cfg.replace)

@@ -133,6 +133,10 @@ def load(root: Root, spec: ModelSpec, device: str = "cpu") -> StoreModel:
         from training import checkpoint as ckpt
         from training.models import Encoder, ModelConfig
 
+        if not root.exists(ckpt.run_file(arg, ckpt.ENCODER)):
+            runs = root.listdir("models")
+            raise FileNotFoundError(f"{root.url}: no run {arg!r} ({ckpt.run_file(arg, ckpt.ENCODER)} is missing; "
+                                    f"runs here: {runs or 'none'})")
         state = ckpt.load(root, arg, ckpt.ENCODER)
         net = Encoder(ModelConfig.from_dict(state["model_config"]))
         net.load_state_dict(state["encoder"])

@@ -234,8 +234,6 @@ def test_a_run_is_embedded_with_its_own_stats(with_run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="featurestore/embed.py: the lineage records the pre-load spec's stats "
-                                       "(None for runs), not the stats the model was loaded with")
 def test_a_runs_lineage_records_its_stats(with_run, tmp_path):
     data = copy_of(with_run, tmp_path / "data")
     embed(EmbedConfig(data=str(data), models=("run:r1",), datasets=("esc50",), device="cpu"))
@@ -285,7 +283,6 @@ def test_cli_user_errors_are_one_line_with_exit_code_1(embedded_set, tmp_path, c
     assert all_files(data) == before  # nothing written by a refused command
 
 
-@pytest.mark.xfail(strict=True, reason="featurestore/models.py: run:<missing> reports training's resume hint")
 def test_a_missing_run_is_not_told_to_resume(embedded_set):
     with pytest.raises(FileNotFoundError) as err:
         load(Root(embedded_set), ModelSpec("run:nope"))
