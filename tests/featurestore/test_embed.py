@@ -277,7 +277,8 @@ def test_cli_user_errors_are_one_line_with_exit_code_1(embedded_set, tmp_path, c
     assert "no file" in cli_error(capsys, base + ["--model", f"yamnet:{tmp_path}/y.pt", "--dataset", "esc50"])
     assert "no model" in cli_error(capsys, base)
     assert "give both --norm-mean and --norm-std" in cli_error(capsys, base + ["--model", TINY, "--norm-mean", "1"])
-    assert "no models/nope/encoder.pt" in cli_error(capsys, base + ["--model", "run:nope", "--dataset", "esc50"])
+    line = cli_error(capsys, base + ["--model", "run:nope", "--dataset", "esc50"])
+    assert "no run 'nope' (models/nope/encoder.pt is missing; runs here: none)" in line
     if not torch.cuda.is_available():
         assert "no CUDA GPU" in cli_error(capsys, ["embed", "--data", str(data), "--device", "cuda", "--model", TINY])
     assert all_files(data) == before  # nothing written by a refused command
