@@ -148,7 +148,7 @@ def bench_knn(work: Path) -> tuple[list[dict], dict]:
     swaps = check_same("top_k vs numpy", matrix, query, idx, *numpy_top_k(scores, K))
 
     duck_rows = min(rows, _env_int("AUDIODIET_BENCH_DUCKDB_ROWS", DUCKDB_ROWS))
-    con = duckdb.connect(":memory:")
+    con = duckdb.connect(":memory:", config={"enable_progress_bar": False})
     con.execute(f"CREATE TABLE v (i INTEGER, embedding FLOAT[{WIDTH}])")
     start = time.perf_counter()
     for lo in range(0, duck_rows, BLOCK):
