@@ -113,6 +113,16 @@ def top_k(matrix: np.ndarray, query: np.ndarray, k: int, exclude: int | None = N
     return best_i[valid], (1.0 - best_s[valid]).astype(np.float64)
 
 
+def _drop_other_caches(root: Root, matrix_rel: str, keys_rel: str) -> None:
+    """One cache per model: the one just built replaces the others (a stale one after a re-embedding, or
+    another dataset subset's), so 8 GB matrices never pile up at a million rows."""
+    folder = matrix_rel.rsplit("/", 1)[0]
+    keep = {matrix_rel.rsplit("/", 1)[1], keys_rel.rsplit("/", 1)[1]}
+    for name in root.listdir(folder):
+        if name.startswith("_knn-") and name not in keep:
+            root.fs.rm(root.path(f"{folder}/{name}"))
+
+
 def knn(root: Root, model: str, key: str, k: int = 10, datasets: list[str] | None = None) -> list[Neighbour]:
     """The k items nearest `key` by cosine distance among `model`'s embeddings (of `datasets`, default all)."""
     if k < 1:
@@ -122,6 +132,7 @@ def knn(root: Root, model: str, key: str, k: int = 10, datasets: list[str] | Non
     if not root.exists(matrix_rel) or not root.exists(keys_rel):
         log.info("building the kNN matrix of %s (once per embedding set)", model)
         _build(root, model, datasets, matrix_rel, keys_rel)
+        _drop_other_caches(root, matrix_rel, keys_rel)
     index = read_table(root, keys_rel)
     row = pc.index(index["key"], key).as_py()  # in Arrow: a million keys as Python strings cost ~1 s a query
     if row < 0:
