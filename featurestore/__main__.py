@@ -55,7 +55,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     cfg = EmbedConfig(data=args.data, models=tuple(args.model or ()), datasets=tuple(args.dataset or ()),
                       norm_mean=args.norm_mean, norm_std=args.norm_std, stats_diet=args.stats_diet,
-                      device=args.device, workers=args.workers, scheduler=args.scheduler, replace=args.replace)
+                      device=args.device, workers=args.workers, scheduler=args.scheduler, replace=args.replace,
+                      pooling=args.pooling)
     start = time.perf_counter()
     with _bar() as bar:
         results = embed(cfg, _progress(bar))
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="local worker processes over shards (0: this process)")
     p.add_argument("--scheduler", help="Dask scheduler address: embed the shards on that cluster")
     p.add_argument("--replace", action="store_true", help="overwrite another model's rows stored under the same name")
+    p.add_argument("--pooling", default="auto", help="windows of long recordings (AVA): windows (each from its own "
+                   "audio, the reference), frames (pooled from the recording's frames, BYOL-A), or auto (frames "
+                   "where a sample is within tolerance of per-window)")
 
     p = verb("describe", cmd_describe, "acoustic descriptors of items into store/descriptors/")
     p.add_argument("--data", default="./data")

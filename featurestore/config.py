@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 DEVICES = ("auto", "cpu", "cuda")
+POOLINGS = ("auto", "windows", "frames")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +20,16 @@ class EmbedConfig:
     workers: int = 0  # local worker processes over shards; 0 embeds in this process (the right choice on a GPU)
     scheduler: str | None = None  # a Dask scheduler address: shards are embedded on the cluster's workers
     replace: bool = False  # overwrite a stored partition made by a different model under the same name
+    # windows of long recordings (AVA): windows = each embedded from its own span (the reference); frames =
+    # pooled from the recording's frame features (featurestore.frames, BYOL-A only); auto = frames for BYOL-A
+    # models where a sample of the dataset's windows is within tolerance of per-window, else windows
+    pooling: str = "auto"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ValueError(f"device={self.device!r}, expected one of {DEVICES}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r}, expected one of {POOLINGS}")
         if self.workers < 0:
             raise ValueError(f"workers={self.workers} must be >= 0")
         if (self.norm_mean is None) != (self.norm_std is None):

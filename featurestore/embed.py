@@ -5,6 +5,11 @@ processes, or a Dask cluster): the job reads its items' audio from the shard, em
 batched; on the GPU when present) and commits one Parquet part. The driver commits the partition's
 manifest when every shard is done. Parts are named by the model's fingerprint and the shard, so a re-run
 after a crash keeps the parts already written, and a re-run of a committed (model, dataset) is skipped.
+
+Windows of long recordings (AVA) are embedded per window (`--pooling windows`, the reference) or pooled
+from each recording's frames (`frames`, `featurestore.frames`); `auto` (the default) takes frames for
+BYOL-A models when a seeded sample of the dataset's windows is within tolerance of per-window, and
+records that check in the lineage. The pooling is part of the model fingerprint.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from featurestore import frames
 from featurestore import items as items_mod
 from featurestore import tables
 from featurestore.audio import ShardAudio
 from featurestore.config import EmbedConfig
-from featurestore.models import ModelSpec, StoreModel, load, needs_stats
+from featurestore.models import ModelSpec, StoreModel, load, needs_stats, with_pooling
 from shards import layout
 from shards.catalog import collection_shards, read_catalog
 from shards.executor import bounded_map, make_executor
@@ -141,7 +147,10 @@ def embed_job(job: Job) -> tuple[str, dict]:
     root = Root(job.data)
     model = _model(job.data, job.spec, job.device)
     audio = ShardAudio(root, job.dataset, job.shard)
-    vectors = model.embed(audio.waves(job.items))
+    if model.spec.pooling == "frames":
+        vectors = frames.FramePooler(model).embed_items(audio, job.items)
+    else:
+        vectors = model.embed(audio.waves(job.items))
     n = job.items.num_rows
     flat = pa.array(vectors.reshape(-1), pa.float32())
     table = pa.table({
@@ -180,21 +189,26 @@ def embed_dataset(cfg: EmbedConfig, model_id: str, dataset: str,
     device = device_of(cfg)
     spec = resolve_spec(root, cfg, model_id, dataset)
     model = load(root, spec, device)
-    _CACHE.clear()
-    _CACHE[(cfg.data, spec, device)] = model
+    modes = frames.modes(cfg.pooling, model, root.exists(layout.windows_path(dataset)))
+    shas = {mode: with_pooling(model, mode).sha for mode in modes}
     partition = {"model": model.name, "dataset": dataset}
     done = tables.manifest(root, "embeddings", partition)
-    if done and done["lineage"].get("model_sha") == model.sha and done["lineage"].get("items_fingerprint") == fp:
+    stored = done["lineage"].get("model_sha") if done else None
+    if done and stored in shas.values() and done["lineage"].get("items_fingerprint") == fp:
         if on_items:
             on_items(done["rows"], done["rows"])
-        return EmbedResult(model.name, dataset, model.sha, done["rows"], skipped=True)
-    if done and done["lineage"].get("model_sha") != model.sha and not cfg.replace:
+        return EmbedResult(model.name, dataset, stored, done["rows"], skipped=True)
+    if done and stored not in shas.values() and not cfg.replace:
         raise ValueError(f"{root.url}: store holds {model.name} embeddings of {dataset} from another model "
-                         f"(model_sha {done['lineage'].get('model_sha')}, now {model.sha}): pass --replace")
+                         f"(model_sha {stored}, now {' or '.join(shas.values())}): pass --replace")
     items = tables.read(root, "items", ITEM_COLUMNS, dataset=dataset)
+    shard_of = _shard_of(root, dataset)
+    model, check = _choose_pooling(cfg, root, dataset, model, modes, items, shard_of)
+    spec = model.spec
+    _CACHE.clear()
+    _CACHE[(cfg.data, spec, device)] = model
     generation = model.sha[:12]
     have = _existing_parts(root, partition, generation)
-    shard_of = _shard_of(root, dataset)
     order = {s: i for i, s in enumerate(collection_shards(root, dataset))}
     jobs = [Job(cfg.data, spec, device, dataset, shard, generation, rows)
             for shard, rows in sorted(_by_shard(items, shard_of), key=lambda p: order[p[0]]) if shard not in have]
@@ -211,10 +225,39 @@ def embed_dataset(cfg: EmbedConfig, model_id: str, dataset: str,
     meta = tables.lineage(model_id=model_id, model_sha=model.sha, model=model.name, width=model.width,
                           front_end=model.front_end, stats={"mean": model.spec.mean, "std": model.spec.std,
                                                             "source": model.spec.stats_source},
-                          pooling="max+mean" if model.front_end else "mean", dataset=dataset, items_fingerprint=fp)
+                          pooling=_pooling_name(model), pooling_check=check.to_dict() if check else None,
+                          dataset=dataset, items_fingerprint=fp)
     tables.commit(root, "embeddings", partition, list(entries.values()), meta,
                   tables.embeddings_schema(model.width), replace=cfg.replace)
     return EmbedResult(model.name, dataset, model.sha, seen, skipped=False)
+
+
+def _choose_pooling(cfg: EmbedConfig, root: Root, dataset: str, model: StoreModel, modes: tuple[str, ...],
+                    items: pa.Table, shard_of: dict[str, str]) -> tuple[StoreModel, frames.PoolingCheck | None]:
+    """The model with the pooling this run stores, and the frame-pooling check it was chosen by (None when
+    frames were not a candidate)."""
+    if "frames" not in modes:
+        return with_pooling(model, modes[0]), None
+    sample = frames.sample(items, frames.front_end(model))
+    check = frames.check(model, ((ShardAudio(root, dataset, shard), rows)
+                                 for shard, rows in _by_shard(sample, shard_of)))
+    if check.passed or cfg.pooling == "frames":
+        if not check.passed:
+            log.warning("%s × %s: frame pooling is %.4f (cosine distance) from per-window at worst on %d windows, "
+                        "over the tolerance %.2g; used because --pooling frames was given", model.name, dataset,
+                        check.max_distance, check.windows, check.tolerance)
+        return with_pooling(model, "frames"), check
+    log.warning("%s × %s: frame pooling is %.4f (cosine distance) from per-window at worst on %d windows, over "
+                "the tolerance %.2g: embedding every window (--pooling auto)", model.name, dataset,
+                check.max_distance, check.windows, check.tolerance)
+    return with_pooling(model, "windows"), check
+
+
+def _pooling_name(model: StoreModel) -> str:
+    """The lineage's `pooling`: max+mean of each item's own frames, of recording frames, or the model's own."""
+    if not model.front_end:
+        return "mean"
+    return "max+mean:frames" if model.spec.pooling == "frames" else "max+mean"
 
 
 def embed(cfg: EmbedConfig, on_items: Callable[[str, int, int], None] | None = None) -> list[EmbedResult]:

@@ -10,7 +10,9 @@ BYOL-A embeddings follow SPEC §3: the whole file's log-mel (files shorter than 
 normalised with the model's stats, eval mode, max + mean over frames. Stats come from the run, or
 `--norm-mean/--norm-std`, or a diet's stats file, or by default the dataset's train split (computed once
 and stored under `store/stats/`); they are part of the fingerprint, as are the weights, the architecture,
-the front end and the pooling.
+the front end and the pooling. Pooling `windows` (each item embedded from its own audio: the reference)
+keeps the fingerprint it always had; `frames` (windows of long recordings pooled from the recording's frame
+features, `featurestore.frames`) adds its description, so the two are never mixed under one fingerprint.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from shards.storage import Root
 log = logging.getLogger(__name__)
 
 KINDS = ("run", "byola-v1", "byola-v2", "wavlm-base-plus", "yamnet")
+POOLINGS = ("windows", "frames")  # per-item embedding (the reference) | frame pooling (featurestore.frames)
 RANDOM_SEED = 0  # the init seed of `byola-*:random` encoders (torch.manual_seed before construction)
 MIN_SECONDS = 1.0  # SPEC §3: files shorter than 1 s are zero-padded at the end to 1 s
 BATCH_FRAMES = 96 * 256  # log-mel frames per forward pass (equal-length files are batched together)
@@ -46,6 +49,11 @@ class ModelSpec:
     mean: float | None = None
     std: float | None = None
     stats_source: str | None = None  # where the stats came from (run, flags, diet:<d>, train:<dataset>)
+    pooling: str = "windows"  # POOLINGS: how window items are embedded (resolved by embed, in the fingerprint)
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r}, expected one of {POOLINGS}")
 
 
 @dataclass
@@ -140,7 +148,7 @@ def load(root: Root, spec: ModelSpec, device: str = "cpu") -> StoreModel:
         state = ckpt.load(root, arg, ckpt.ENCODER)
         net = Encoder(ModelConfig.from_dict(state["model_config"]))
         net.load_state_dict(state["encoder"])
-        spec = ModelSpec(spec.id, state["stats"]["mean"], state["stats"]["std"], f"run:{arg}")
+        spec = replace(spec, mean=state["stats"]["mean"], std=state["stats"]["std"], stats_source=f"run:{arg}")
         front, name = state.get("front_end", front), f"run-{arg}"
     elif kind in ("byola-v1", "byola-v2") and arg.split(":")[0] == "random":
         config = arg.split(":", 1)[1] if ":" in arg else None
@@ -172,8 +180,25 @@ def load(root: Root, spec: ModelSpec, device: str = "cpu") -> StoreModel:
 def _finish(model: StoreModel, device: str) -> StoreModel:
     model.network = model.network.to(device).eval()
     model.device = device
-    model.sha = _digest(model.network, model.kind, model.front_end, model.spec.mean, model.spec.std, "max+mean")
+    model.sha = _fingerprint(model)
     return model
+
+
+def _fingerprint(model: StoreModel) -> str:
+    parts = [model.network, model.kind, model.front_end, model.spec.mean, model.spec.std, "max+mean"]
+    if model.spec.pooling == "frames":
+        from featurestore.frames import description
+
+        parts.append(description())
+    return _digest(*parts)
+
+
+def with_pooling(model: StoreModel, pooling: str) -> StoreModel:
+    """The same loaded model (network shared, not copied) with another pooling and its fingerprint
+    (`featurestore.frames.modes` says which poolings a model supports)."""
+    out = replace(model, spec=replace(model.spec, pooling=pooling))
+    out.sha = _fingerprint(out)
+    return out
 
 
 def needs_stats(model_id: str) -> bool:
