@@ -13,7 +13,8 @@ from bench.common import machine
 
 # stage name -> module under bench/ whose run(work) -> (records, profile) measures it against its naive peer
 STAGES = {"ingest": "ingest_bench", "loader": "loader_bench", "training": "training_bench",
-          "descriptors": "descriptors_bench", "rsa": "rsa_bench", "store": "store_bench"}
+          "descriptors": "descriptors_bench", "rsa": "rsa_bench", "store": "store_bench",
+          "frames": "frames_bench"}
 RESULTS = Path(__file__).with_name("results.json")
 
 
