@@ -1,0 +1,242 @@
+"""Does pre-training learn? A `tiny` model pre-trained the way a user does it, against its random-init twin.
+
+The task (`bench/learning_task.py`): four classes that differ only in the direction of their spectro-temporal
+modulation (AM only, spectral ripple only, ripple gliding down, ripple gliding up), with random rate, density,
+depth, band, level and SNR per clip. The pipeline is the user's, one fresh process per stage:
+
+1. write UNLABELLED unlabelled 2-s clips of the generator as WAVs (labels thrown away);
+2. `python -m ingest shards --config corpora.toml` (one `folder` corpus, domain nonspeech, kept whole);
+3. `python -m shards stats DATA --diet nonspeech`;
+4. per seed, `python -m training pretrain --config tiny --diet nonspeech --seed S --epochs EPOCHS` (the seeds'
+   runs side by side, one thread each).
+
+Scoring: LABELLED_PER_CLASS labelled clips per class from another seed stream; each whole 2-s clip goes
+through the BYOL-A front end, is normalised with the run's own stats ((x - mean) / std, as the loader does)
+and embedded with `training.models.embed` (eval mode, max + mean pooling). Logistic regression on
+standardised embeddings, a stratified 2/3 : 1/3 split, test accuracy. Seed S means: pre-training seed S, its
+random-init twin (the same architecture built right after `torch.manual_seed(S)`, as `pretrain` builds its
+encoder, so the twin is the run's own starting point), and split S. The numbers are means over SEEDS.
+The same probe on [RMS level dB, spectral centroid Hz] shows what level and centroid alone give.
+
+Goals (issue 7): pre-trained >= twin + 5 points, twin < 90 %, embeddings not collapsed (per-dimension std
+over the labelled clips > 0). The embedding ends in a ReLU, and a unit that never fires is a constant
+dimension in any network: the random-init twins have 9-18 of 192. So the profile counts constant dimensions
+for both and reports two checks: `every_dimension_varies` (the issue's words, taken literally) and
+`not_collapsed` (pre-training left no more constant dimensions than its twin has; collapse would make nearly
+all of them constant).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import record
+from bench.learning_task import CLASSES, SR, TaskConfig, clips, level_and_centroid
+
+log = logging.getLogger(__name__)
+
+SEEDS = (0, 1, 2)
+UNLABELLED = 1024  # 2-s clips in the diet: 32 batches of 32 per epoch
+EPOCHS = 12  # 384 steps of batch 32 per seed
+BATCH = 32  # the tiny config's batch size
+STATS_CROPS = 1024
+LABELLED_PER_CLASS = 150  # 600 labelled clips: 400 to fit the probe, 200 to score it
+UNLABELLED_SEED, LABELLED_SEED = 0, 1  # disjoint seed streams: no probe clip was seen in pre-training
+DIET = "nonspeech"  # what a `folder` corpus declared nonspeech lands in (and `all`)
+CORPORA = """\
+# The learning bench's unlabelled clips, ingested as a user's own folder corpus.
+[settings]
+collection = "pretrain"
+
+[corpora.ripples]
+adapter = "folder"
+root = "src"
+domain = "nonspeech"
+cut = false  # 2-s files: nothing to cut
+"""
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of every finished child process so far (user + system): unlike wall time, not inflated
+    by other jobs sharing the machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _stage(args: list[str], log_file: Path, threads: int | None = None) -> float:
+    """Run `python -m <args>` as its own process, output to `log_file`; seconds it took."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+    t0 = time.perf_counter()
+    with open(log_file, "w") as out:
+        code = subprocess.run([sys.executable, "-m", *args], stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0:
+        tail = log_file.read_text()[-3000:]
+        raise RuntimeError(f"`python -m {' '.join(args)}` exited {code} (log {log_file}):\n{tail}")
+    return time.perf_counter() - t0
+
+
+def _prepare(work: Path, cfg: TaskConfig) -> dict[str, float]:
+    """Fresh unlabelled clips, shards and stats under `work` (emptied first); seconds each step took."""
+    from ingest.synth import write_audio
+
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "src").mkdir(parents=True)
+    (work / "logs").mkdir()
+    t0 = time.perf_counter()
+    waves, _ = clips(UNLABELLED, UNLABELLED_SEED, cfg)
+    for i, wave in enumerate(waves):
+        write_audio(work / "src" / f"clip-{i:05d}.wav", wave, SR)
+    (work / "corpora.toml").write_text(CORPORA)
+    times = {"generate_s": time.perf_counter() - t0}
+    data = str(work / "data")
+    times["ingest_s"] = _stage(["ingest", "shards", "--config", str(work / "corpora.toml"), "--data", data,
+                                "--workers", "0"], work / "logs" / "ingest.log")
+    times["stats_s"] = _stage(["shards", "stats", data, "--diet", DIET, "--stats-crops", str(STATS_CROPS)],
+                              work / "logs" / "stats.log")
+    return times
+
+
+def _pretrain(work: Path, seed: int) -> tuple[str, float]:
+    run = f"learning-s{seed}"
+    seconds = _stage(["training", "pretrain", "--data", str(work / "data"), "--diet", DIET, "--config", "tiny",
+                      "--seed", str(seed), "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--run", run],
+                     work / "logs" / f"{run}.log", threads=1)
+    return run, seconds
+
+
+def _pretrain_all(work: Path) -> tuple[dict[int, tuple[str, float]], float]:
+    """Every seed's run, as many side by side as there are cores, one thread each: a tiny step is too small
+    to share between threads (one run, 40 steps: 130 s with one thread, 254 s with two, on this 2-core VM
+    while other jobs ran). Returns {seed: (run, seconds)} and the wall time of them all."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=min(len(SEEDS), len(os.sched_getaffinity(0)))) as pool:
+        runs = dict(zip(SEEDS, pool.map(lambda seed: _pretrain(work, seed), SEEDS)))
+    return runs, time.perf_counter() - t0
+
+
+def _embed(encoder, stats: dict, waves: np.ndarray, chunk: int = 100) -> np.ndarray:
+    import torch
+
+    from shards.frontend import LogMel
+    from training.models import embed
+
+    mel = LogMel()
+    out = []
+    for i in range(0, len(waves), chunk):
+        x = (mel(waves[i:i + chunk]) - stats["mean"]) / stats["std"]
+        out.append(embed(encoder, x.unsqueeze(1).to(torch.float32)).numpy())
+    return np.concatenate(out)
+
+
+def probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int) -> float:
+    """Test accuracy of logistic regression on standardised features, stratified 2/3 : 1/3 split `seed`."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train_x, test_x, train_y, test_y = train_test_split(features, labels, test_size=1 / 3, stratify=labels,
+                                                        random_state=seed)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    model.fit(train_x, train_y)
+    return float((model.predict(test_x) == test_y).mean())
+
+
+def _spread(features: np.ndarray) -> dict:
+    """How far the embeddings are from collapse: constant dimensions, smallest and mean per-dimension std."""
+    std = features.std(axis=0)
+    return {"constant_dims": int((std == 0).sum()), "dims": int(features.shape[1]), "min_std": float(std.min()),
+            "mean_std": float(std.mean())}
+
+
+def _last_loss(data: str, run: str) -> float:
+    import pyarrow.parquet as pq
+
+    losses = pq.read_table(Path(data) / "models" / run / "metrics.parquet", columns=["loss"]).column("loss")
+    return float(losses[-1].as_py())
+
+
+def run(work: Path, cfg: TaskConfig = TaskConfig()) -> tuple[list[dict], dict]:
+    import torch
+
+    from training.models import Encoder, ModelConfig
+
+    started, own_cpu, children_cpu = time.perf_counter(), time.process_time(), _children_cpu_s()
+    times = _prepare(work, cfg)
+    prepared_cpu = _children_cpu_s()
+    data = str(work / "data")
+    waves, labels = clips(LABELLED_PER_CLASS * len(CLASSES), LABELLED_SEED, cfg)
+    baseline = [probe_accuracy(level_and_centroid(waves), labels, seed) for seed in SEEDS]
+    runs, pretrain_wall = _pretrain_all(work)
+    trained_cpu = _children_cpu_s()
+    per_seed = []
+    for seed in SEEDS:
+        run_name, seconds = runs[seed]
+        saved = torch.load(Path(data) / "models" / run_name / "encoder.pt", map_location="cpu", weights_only=True)
+        model_cfg = ModelConfig.from_dict(saved["model_config"])
+        trained = Encoder(model_cfg)
+        trained.load_state_dict(saved["encoder"])
+        torch.manual_seed(seed)  # what `pretrain` does right before it builds the encoder
+        twin = Encoder(model_cfg)
+        t0 = time.perf_counter()
+        ours, theirs = _embed(trained, saved["stats"], waves), _embed(twin, saved["stats"], waves)
+        per_seed.append({"seed": seed, "run": run_name, "pretrain_s": seconds, "steps": int(saved["step"]),
+                         "last_loss": _last_loss(data, run_name),
+                         "pretrained_accuracy": probe_accuracy(ours, labels, seed),
+                         "twin_accuracy": probe_accuracy(theirs, labels, seed),
+                         "pretrained_spread": _spread(ours), "twin_spread": _spread(theirs),
+                         "probe_s": time.perf_counter() - t0})
+        log.info("seed %d: %s", seed, json.dumps(per_seed[-1]))
+    pretrained = 100 * float(np.mean([s["pretrained_accuracy"] for s in per_seed]))
+    twin = 100 * float(np.mean([s["twin_accuracy"] for s in per_seed]))
+    level_centroid = 100 * float(np.mean(baseline))
+    profile = {
+        "task": {"classes": list(CLASSES), "config": cfg.to_dict(), "unlabelled_clips": UNLABELLED,
+                 "labelled_clips": len(labels), "chance_percent": 100 / len(CLASSES)},
+        "pretrain": {"config": "tiny", "diet": DIET, "epochs": EPOCHS, "batch_size": BATCH,
+                     "threads_per_run": 1, "runs_side_by_side": min(len(SEEDS), len(os.sched_getaffinity(0)))},
+        "pretrained_percent": pretrained, "twin_percent": twin, "gain_points": pretrained - twin,
+        "level_centroid_percent": level_centroid, "level_centroid_per_seed": baseline, "per_seed": per_seed,
+        "goals": {"gain_at_least_5_points": pretrained - twin >= 5.0, "twin_below_90": twin < 90.0,
+                  "every_dimension_varies": all(s["pretrained_spread"]["constant_dims"] == 0 for s in per_seed),
+                  "not_collapsed": all(s["pretrained_spread"]["constant_dims"] <= s["twin_spread"]["constant_dims"]
+                                       for s in per_seed)},
+        "times": {**times, "pretrain_wall_s": pretrain_wall, "total_s": time.perf_counter() - started,
+                  "cpu_s": {"ingest_and_stats": prepared_cpu - children_cpu, "pretrain": trained_cpu - prepared_cpu,
+                            "this_process": time.process_time() - own_cpu}},
+    }
+    records = [record("learning", "probe accuracy % pretrained tiny", pretrained, "random-init twin", twin),
+               record("learning", "probe accuracy % random-init twin", twin, "RMS level + centroid only",
+                      level_centroid)]
+    return records, profile
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _, profile = run(Path(__file__).with_name("work") / "learning")
+    for s in profile["per_seed"]:
+        print(f"seed {s['seed']}: pre-trained {100 * s['pretrained_accuracy']:.1f} %, twin "
+              f"{100 * s['twin_accuracy']:.1f} %, constant dims {s['pretrained_spread']['constant_dims']}/"
+              f"{s['pretrained_spread']['dims']} (twin {s['twin_spread']['constant_dims']}), "
+              f"{s['steps']} steps in {s['pretrain_s']:.0f} s, last loss {s['last_loss']:.3f}")
+    print(f"mean: pre-trained {profile['pretrained_percent']:.1f} %, twin {profile['twin_percent']:.1f} % "
+          f"(gain {profile['gain_points']:+.1f} points), level + centroid {profile['level_centroid_percent']:.1f} %"
+          f" (chance {profile['task']['chance_percent']:.0f} %)")
+    print("goals:", json.dumps(profile["goals"]))
+    print("times:", json.dumps(profile["times"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
