@@ -14,7 +14,7 @@ from bench.common import machine
 # stage name -> module under bench/ whose run(work) -> (records, profile) measures it against its naive peer
 STAGES = {"ingest": "ingest_bench", "loader": "loader_bench", "training": "training_bench",
           "descriptors": "descriptors_bench", "rsa": "rsa_bench", "store": "store_bench",
-          "frames": "frames_bench"}
+          "frames": "frames_bench", "learning": "learning_bench"}
 RESULTS = Path(__file__).with_name("results.json")
 
 
