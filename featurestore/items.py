@@ -8,6 +8,7 @@ Python objects; the audio stays in the shards (`clip` names the sample, `start_m
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -39,10 +40,16 @@ def check_dataset(root: Root, dataset: str) -> str:
     return dataset
 
 
+def adapter_of(root: Root, dataset: str) -> str:
+    """The adapter a transfer dataset was ingested with (esc50, nsynth, ava_speech, ...): the probe protocol
+    follows it, not the collection's name (the catalog's `corpus` column holds the user's source name)."""
+    manifest = json.loads(root.read_bytes(layout.manifest_path(dataset)))
+    adapters = sorted({s["adapter"] for s in manifest["sources"]})
+    return adapters[0] if len(adapters) == 1 else dataset
+
+
 def _extra_field(extra: pa.ChunkedArray, field: str, type_: pa.DataType) -> pa.Array:
     """One field of the catalog's JSON `extra` column (NSynth pitch, VCTK gender), null where absent."""
-    import json
-
     values = [json.loads(e).get(field) if e else None for e in extra.to_pylist()]
     return pa.array(values, type=type_)
 
@@ -103,7 +110,7 @@ def write_items(root: Root, dataset: str) -> tuple[int, int]:
     import hashlib
 
     fingerprint = hashlib.sha256(shards_fp).hexdigest()[:16]
-    corpus = read_catalog(root, dataset, ["corpus"])["corpus"][0].as_py()  # the adapter: esc50, nsynth, ava_speech...
+    corpus = adapter_of(root, dataset)
     tables.write(root, "items", {"dataset": dataset}, items, tables.ITEMS_SCHEMA,
                  tables.lineage(dataset=dataset, corpus=corpus, collection_fingerprint=fingerprint))
     sub = subsets(items)

@@ -66,6 +66,13 @@ def test_esc50_items_carry_the_catalogs_split_and_label_and_the_whole_file(store
     assert lineage["collection_fingerprint"] == hashlib.sha256(complete).hexdigest()[:16]
 
 
+def test_items_record_the_adapter_not_the_source_name(stored):
+    """The probe protocol follows the adapter (AVA: AP, 10 epochs, a limited task) whatever the user named it;
+    the catalog's corpus column holds the source name, which for a user's `ava` is not `ava_speech`."""
+    lineage = tables.manifest(Root(stored), "items", {"dataset": "ava"})["lineage"]
+    assert lineage["corpus"] == "ava_speech"
+
+
 def test_ava_items_are_the_windows_keyed_by_clip_and_start(stored):
     rows = items_of(stored, "ava")
     windows = pq.read_table(stored / "catalog" / "ava" / "windows.parquet").to_pylist()
