@@ -201,6 +201,8 @@ def embed_dataset(cfg: EmbedConfig, model_id: str, dataset: str,
     if done and stored not in shas.values() and not cfg.replace:
         raise ValueError(f"{root.url}: store holds {model.name} embeddings of {dataset} from another model "
                          f"(model_sha {stored}, now {' or '.join(shas.values())}): pass --replace")
+    if done and stored in shas.values():  # new items for a stored partition: keep its pooling (one fingerprint)
+        modes = tuple(mode for mode in modes if shas[mode] == stored)
     items = tables.read(root, "items", ITEM_COLUMNS, dataset=dataset)
     shard_of = _shard_of(root, dataset)
     model, check = _choose_pooling(cfg, root, dataset, model, modes, items, shard_of)
@@ -241,11 +243,11 @@ def _choose_pooling(cfg: EmbedConfig, root: Root, dataset: str, model: StoreMode
     sample = frames.sample(items, frames.front_end(model))
     check = frames.check(model, ((ShardAudio(root, dataset, shard), rows)
                                  for shard, rows in _by_shard(sample, shard_of)))
-    if check.passed or cfg.pooling == "frames":
+    if check.passed or "windows" not in modes:
         if not check.passed:
             log.warning("%s × %s: frame pooling is %.4f (cosine distance) from per-window at worst on %d windows, "
-                        "over the tolerance %.2g; used because --pooling frames was given", model.name, dataset,
-                        check.max_distance, check.windows, check.tolerance)
+                        "over the tolerance %.2g; used as --pooling frames asks (or as the stored part has it)",
+                        model.name, dataset, check.max_distance, check.windows, check.tolerance)
         return with_pooling(model, "frames"), check
     log.warning("%s × %s: frame pooling is %.4f (cosine distance) from per-window at worst on %d windows, over "
                 "the tolerance %.2g: embedding every window (--pooling auto)", model.name, dataset,

@@ -362,7 +362,7 @@ class FramePooler:
         cut = duration_ms * SAMPLES_PER_MS // self.fe.hop_length - span // self.fe.hop_length  # tail's first frame
         # the reference's own front-end arithmetic (on CPU: scipy; torch.stft differs from it by up to 1e-3 in
         # the log of quiet bins, which the edge frames would carry into the max), in calls of
-        # EDGE_SPANS_PER_CALL spans: 8 at a time, a shared 2-core machine spent 40 % of the time in the
+        # EDGE_SPANS_PER_CALL spans: 8 at a time, a busy 2-core machine spent a quarter of the time in the
         # filterbank matmul's thread handoffs (measured)
         spans = np.concatenate([heads, tails])
         if self.model.device == "cpu":
