@@ -77,7 +77,7 @@ demo: venv ## the whole pipeline on the built-in demo corpus: shards, tiny pre-t
 	  [ -f $(WEIGHTS)/WavLM-Base+.pt ] && printf ',wavlm-base-plus:$(WEIGHTS)/WavLM-Base+.pt')")
 	@$(call timed,describe,$(MAKE) --no-print-directory describe DATA=$(DEMO)/data)
 	@$(call timed,probe,$(MAKE) --no-print-directory probe DATA=$(DEMO)/data SEEDS=3)
-	@$(call timed,rsa,$(MAKE) --no-print-directory rsa DATA=$(DEMO)/data)
+	@$(call timed,rsa,$(MAKE) --no-print-directory rsa DATA=$(DEMO)/data PERMUTATIONS=1000)
 	@$(call timed,tsne,$(MAKE) --no-print-directory tsne DATA=$(DEMO)/data)
 	@$(call timed,report,$(MAKE) --no-print-directory report DATA=$(DEMO)/data NAME=demo BANNER="$(DEMO_BANNER)")
 	@echo "[demo] report: $(DEMO)/data/reports/demo/report.html"
