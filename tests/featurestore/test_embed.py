@@ -99,7 +99,7 @@ def test_tiny_embeddings_equal_a_direct_computation(embedded_set, dataset):
 def test_ava_windows_are_embedded_from_their_span_of_the_movie(transfer_set, tmp_path):
     data = copy_of(transfer_set.data, tmp_path / "data")
     (result,) = embed(EmbedConfig(data=str(data), models=(TINY,), datasets=("ava",), device="cpu",
-                                  norm_mean=-5.0, norm_std=3.0))
+                                  norm_mean=-5.0, norm_std=3.0, pooling="windows"))  # the per-window reference
     items = tables.read(Root(data), "items", dataset="ava").to_pylist()
     assert result.rows == len(items) == 808
     got, movies, encoder = stored_vectors(data, TINY_NAME, "ava"), members(data, "ava"), tiny_random_encoder()
