@@ -92,7 +92,10 @@ def count_by_corpus(corpus: pa.ChunkedArray | pa.Array) -> dict[str, int]:
 
 def shard_jobs(plan: pa.Table, cfg: IngestConfig, bases: dict[str, str]) -> Iterator[ShardJob]:
     """One job per shard, made only when submitted: the plan is in (shard, position) order, so each job is
-    one contiguous slice of the Arrow table (it travels to the worker as Arrow, not as Python rows)."""
+    one contiguous run of the Arrow table (it travels to the worker as Arrow, not as Python rows).
+
+    The run is copied out of the plan: a zero-copy slice pickles with its parent's whole buffers, so each
+    job sent to a worker would carry the entire plan (27 MB a job at 200,000 clips, ~0.5 GB at 3.85 M)."""
     if plan.num_rows == 0:  # everything quarantined or deduplicated: a complete, empty collection
         return
     shard = plan.column("shard")
@@ -100,6 +103,8 @@ def shard_jobs(plan: pa.Table, cfg: IngestConfig, bases: dict[str, str]) -> Iter
     starts = [0, *changes.tolist(), plan.num_rows]
     for begin, end in zip(starts[:-1], starts[1:]):
         rows = plan.slice(begin, end - begin)
+        rows = rows.take(pa.array(np.arange(rows.num_rows)))  # taken from the slice: a take from the whole
+        # plan would first concatenate each of its columns that has several chunks (the keys have many)
         yield ShardJob(cfg.data, cfg.collection, rows.column("shard")[0].as_py(), cfg.codec, rows,
                        {c: bases[c] for c in count_by_corpus(rows.column("corpus"))})
 
