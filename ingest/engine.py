@@ -68,13 +68,16 @@ class Summary:
         self.quarantined += sum(outcomes.quarantined.values())
         self.duplicates += sum(outcomes.duplicates.values())
 
-    def add_shard(self, result: ShardResult) -> None:
-        self.shards += 1
-        self.shards_skipped += int(result.skipped)
-        for corpus, (clips, seconds) in result.per_corpus.items():
-            entry = self.corpus(corpus)
-            entry["clips"] += clips
-            entry["seconds"] += seconds
+    def add_shards(self, results: Sequence[ShardResult]) -> None:
+        """Counted in shard order, not as jobs finish: a float sum depends on its order, and the completion
+        record must not change from run to run (it did: 113.88997732426304 s, then ...303)."""
+        for result in sorted(results, key=lambda r: r.shard):
+            self.shards += 1
+            self.shards_skipped += int(result.skipped)
+            for corpus, (clips, seconds) in result.per_corpus.items():
+                entry = self.corpus(corpus)
+                entry["clips"] += clips
+                entry["seconds"] += seconds
 
 
 class Progress:
@@ -120,8 +123,8 @@ def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Pro
         results = []
         for result in bounded_map(executor, write_shard, shard_jobs(plan, cfg, bases), in_flight):
             results.append(result)
-            summary.add_shard(result)
             progress.shard_done(result)
+        summary.add_shards(results)
         decode_quarantined = decode_quarantine_counts(root, collection)
         for corpus, n in decode_quarantined.items():
             summary.corpus(corpus)["quarantined"] += n

@@ -216,3 +216,27 @@ def test_a_corpus_moved_between_runs_is_read_from_its_new_place(tmp_path, mixed_
     again = build_collection([mixed_sources[0], Source("noise", "folder", str(moved), domain="nonspeech")],
                              small_config(data))
     assert again.quarantined == 0 and _files(data) == reference
+
+
+def test_the_completion_record_does_not_depend_on_which_shard_finishes_first(tmp_path, monkeypatch):
+    """Per-corpus seconds are float sums: added as jobs finished, two runs of one plan wrote 113.88997732426304
+    and ...303 s. Summed in shard order, a run whose jobs finish in reverse writes the same bytes (here 45.1
+    s, where the reverse sum is 45.099999999999994)."""
+    import ingest.engine as engine
+    from ingest.config import Source
+    from ingest.synth import nonspeech, write_audio
+
+    for i, seconds in enumerate((13.7, 8.1, 23.3)):
+        write_audio(tmp_path / "src" / f"r{i}.wav", nonspeech(seconds, 22050, seed=i), 22050)
+    sources = [Source("many", "folder", str(tmp_path / "src"), domain="speech")]
+    cfg = {"clip_seconds": 3.0, "tail": "pad", "shard_seconds": 9.0}
+    build_collection(sources, small_config(tmp_path / "forward", **cfg))
+    real_map = engine.bounded_map
+    monkeypatch.setattr(engine, "bounded_map", lambda *a: iter(list(real_map(*a))[::-1]))
+    build_collection(sources, small_config(tmp_path / "reverse", **cfg))
+    done = [(tmp_path / d / "shards" / "pretrain" / "_COMPLETE.json").read_bytes() for d in ("forward", "reverse")]
+    assert done[0] == done[1]
+    rows = read_catalog(Root(tmp_path / "forward"), "pretrain").to_pylist()
+    per_shard = [sum(r["seconds"] for r in rows if r["shard"] == s) for s in sorted({r["shard"] for r in rows})]
+    assert sum(per_shard) != sum(per_shard[::-1])  # these durations make the order show
+    assert json.loads(done[0])["corpora"]["many"]["seconds"] == sum(per_shard)
