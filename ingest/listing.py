@@ -44,22 +44,26 @@ BATCH_ROWS = 65_536  # records held as Python values at once inside a listing jo
 
 @dataclass(frozen=True, slots=True)
 class SourceListing:
-    """One source's recordings, as a listing job returns them."""
+    """One source's facts, as its listing job found them (its recordings travel beside, as a table)."""
 
     name: str
     base: str  # folder (absolute) or URL that recording paths are relative to
     cut: bool  # its recordings are cut into clips (engine.cuts)
-    table: pa.Table  # LISTING_SCHEMA
+    rows: int  # recordings listed
     held_out: int  # valid/test recordings left out of a pre-training collection
     digest: str  # sha256 of the table's content: this source's share of the fingerprint
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Listing:
-    """Every source's recordings, in source order then adapter order (deterministic)."""
+    """Every source's recordings, in source order then adapter order (deterministic).
+
+    The one table is the only reference to the recordings' columns, and planning consumes it
+    (`plan.build_plan` drops each column once the plan has taken it), so that the listing and the plan,
+    each ~0.1 KB a clip, are never both whole in the driver."""
 
     sources: tuple[SourceListing, ...]
-    table: pa.Table  # the sources' tables, concatenated
+    table: pa.Table  # LISTING_SCHEMA without `size`, the sources' tables concatenated
 
     @property
     def bases(self) -> dict[str, str]:
@@ -91,16 +95,17 @@ def list_sources(sources: Sequence[Source], cfg: IngestConfig, purpose: str, exe
     for name in names:
         check_name(name)
     futures = [executor.submit(list_source, s, cuts(s, cfg, purpose), purpose) for s in sources]
-    parts = tuple(f.result() for f in futures)
+    parts, tables = zip(*(f.result() for f in futures))
     for part in parts:
-        log.info("%s: %d recordings", part.name, part.table.num_rows)
-    return Listing(parts, pa.concat_tables([p.table for p in parts]))
+        log.info("%s: %d recordings", part.name, part.rows)
+    return Listing(parts, pa.concat_tables(tables))
 
 
-def list_source(source: Source, cut: bool, purpose: str) -> SourceListing:
-    """Runs on a worker: the recordings of one source as a table. A root that is a URL is read through a
-    local shadow of its layout (`remote.shadow_tree`), built where this job runs. A pre-training collection
-    takes only `train` recordings (a labelled CSV's valid/test rows are held-out audio)."""
+def list_source(source: Source, cut: bool, purpose: str) -> tuple[SourceListing, pa.Table]:
+    """Runs on a worker: the facts of one source and its recordings as a table. A root that is a URL is
+    read through a local shadow of its layout (`remote.shadow_tree`), built where this job runs. A
+    pre-training collection takes only `train` recordings (a labelled CSV's valid/test rows are held-out
+    audio)."""
     adapter = corpora.get(source.adapter)
     options = dict(source.options)
     if adapter.kind == "custom":
@@ -134,7 +139,8 @@ def list_source(source: Source, cut: bool, purpose: str) -> SourceListing:
         only = " in the train split" if held_out else ""
         raise ValueError(f"{source.name}: no recordings{only} found under {source.root!r} (adapter {source.adapter})")
     where = url_base if url_base is not None else str(Path(local).absolute())
-    return SourceListing(source.name, where, cut, table, held_out, table_digest(table))
+    digest = table_digest(table)  # sizes count here; the driver never reads them, so they stay on the worker
+    return SourceListing(source.name, where, cut, table.num_rows, held_out, digest), table.drop_columns(["size"])
 
 
 def _batch(corpus: str, columns: dict[str, list]) -> pa.RecordBatch:

@@ -69,4 +69,7 @@ def probe_listing(executor: Executor, listing: Listing, batch: int, in_flight: i
             yield begin, listing.source_paths(begin, count), want[begin:begin + count].tolist()
 
     done = dict(bounded_map(executor, probe_batch, jobs(), in_flight))
-    return pa.Table.from_batches([done[b] for b in sorted(done)], PROBE_SCHEMA)
+    batches = [done.pop(b) for b in sorted(done)]
+    # one chunk per column: thousands of small batches cost ~KB each in the driver, and every reader
+    # of a column would otherwise concatenate them again
+    return pa.Table.from_batches(batches, PROBE_SCHEMA).combine_chunks()
