@@ -10,6 +10,10 @@ measured the same way, and the stage's cost above it is taken as linear in the c
     us_per_clip    = (seconds - baseline seconds) / N          at 3.85 M: baseline seconds + us_per_clip * 3.85 M
     bytes_per_clip = (peak RSS - baseline RSS) / N             at 3.85 M: baseline RSS + bytes_per_clip * 3.85 M
 
+CPU seconds (user + system of the stage and every process it waited for: its pool workers) are recorded
+beside the wall time, and per clip above the baseline's: on a shared machine wall time moves with the
+load, CPU time much less. The goals are judged on wall time, as the issue states them.
+
 The goals (issue 6 §3) are compared with these extrapolated totals, the import included: a goal missed is
 reported as missed. MB are 10^6 bytes. Writes `bench/scale_results.json` and prints a table.
 """
@@ -73,6 +77,7 @@ STAGES = (
 class Run:
     rc: int
     seconds: float
+    cpu_seconds: float  # user + system, the process and the children it waited for (pool workers)
     driver_kb: int  # peak RSS of the process itself
     workers_kb: int  # peak RSS of its largest child (0: none)
     modules: tuple[str, ...]  # imported when it exited
@@ -99,7 +104,8 @@ def measure(args: list[str], log_dir: Path, name: str) -> Run:
         driver, workers, modules = kb["self_kb"], kb["children_kb"], tuple(kb["modules"])
     else:  # exited without running atexit (os._exit, a signal): wait4's figure bounds the driver
         driver, workers, modules = usage.ru_maxrss, 0, ()
-    return Run(proc.returncode, seconds, driver, workers, modules, stdout, stderr)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(proc.returncode, seconds, cpu, driver, workers, modules, stdout, stderr)
 
 
 # Imports each module a stage had loaded; the wrapper's own and those with import side effects are left out.
@@ -171,9 +177,11 @@ def _result(stage: Stage, run: Run, base: Run, clips: int, argv: list[str]) -> d
     if stage.goal.rss_mb is not None:
         goals["rss_mb"] = {"limit": stage.goal.rss_mb, "at_target": at_mb, "met": at_mb <= stage.goal.rss_mb}
     return {"stage": stage.name, "what": stage.what, "measured": True, "argv": argv,
-            "seconds": run.seconds, "us_per_clip": us, "peak_rss_mb": run.driver_kb * 1024 / MB,
-            "workers_peak_rss_mb": run.workers_kb * 1024 / MB,
-            "baseline": {"modules": len(base.modules), "seconds": base.seconds, "rss_mb": base.driver_kb * 1024 / MB},
+            "seconds": run.seconds, "us_per_clip": us, "cpu_seconds": run.cpu_seconds,
+            "cpu_us_per_clip": (run.cpu_seconds - base.cpu_seconds) / clips * 1e6,
+            "peak_rss_mb": run.driver_kb * 1024 / MB, "workers_peak_rss_mb": run.workers_kb * 1024 / MB,
+            "baseline": {"modules": len(base.modules), "seconds": base.seconds, "cpu_seconds": base.cpu_seconds,
+                         "rss_mb": base.driver_kb * 1024 / MB},
             "bytes_per_clip": per_clip, "at_target": {"clips": TARGET_CLIPS, "seconds": at_s, "rss_mb": at_mb},
             "goals": goals}
 
@@ -270,8 +278,8 @@ def table(out: dict):
     t = Table(title=f"scale bench: {out['clips']:,} clips, {out['workers']} workers, extrapolated to "
                     f"{out['target_clips'] / 1e6:.2f} M — {m['cores']} cores, {m['ram_gb']} GB, {m['cpu']}, "
                     f"{m['commit'][:10]}{' (+uncommitted)' if m['uncommitted'] else ''}")
-    for col in ("stage", "s", "µs/clip", "peak MB", "worker MB", "base MB", "B/clip", "s @3.85M",
-                "MB @3.85M", "goal @3.85M"):
+    for col in ("stage", "s", "µs/clip", "cpu s", "cpu µs/clip", "peak MB", "worker MB", "base MB", "B/clip",
+                "s @3.85M", "MB @3.85M", "goal @3.85M"):
         t.add_column(col, justify="left" if col in ("stage", "goal @3.85M") else "right")
     for r in out["stages"]:
         verdicts = []
@@ -282,10 +290,11 @@ def table(out: dict):
                 verdicts.append(f"≤ {g['limit']:g} {unit} {mark}" if r["measured"] else
                                 f"≤ {g['limit']:g} {unit} [red]not measured[/]")
         if not r["measured"]:
-            t.add_row(r["stage"], *["—"] * 8, "; ".join([*verdicts, f"({escape(r['why'])})"]))
+            t.add_row(r["stage"], *["—"] * 10, "; ".join([*verdicts, f"({escape(r['why'])})"]))
             continue
         a = r["at_target"]
-        t.add_row(r["stage"], f"{r['seconds']:.1f}", f"{r['us_per_clip']:.1f}", f"{r['peak_rss_mb']:.0f}",
+        t.add_row(r["stage"], f"{r['seconds']:.1f}", f"{r['us_per_clip']:.1f}", _fmt(r.get("cpu_seconds"), ".1f"),
+                  _fmt(r.get("cpu_us_per_clip"), ".1f"), f"{r['peak_rss_mb']:.0f}",
                   _fmt(r["workers_peak_rss_mb"] or None, ".0f"), f"{r['baseline']['rss_mb']:.0f}",
                   f"{r['bytes_per_clip']:.0f}", f"{a['seconds']:.0f}", f"{a['rss_mb']:.0f}",
                   "; ".join(verdicts) or "(no goal)")
