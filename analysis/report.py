@@ -37,17 +37,27 @@ TABLES = ("probes", "probe_summary", "probe_pairs", "rsa", "rsa_models", "rsa_su
 
 @dataclass(frozen=True, slots=True)
 class ModelProvenance:
-    """Where a model's numbers come from: the id a user typed, its fingerprint, the store files read for it."""
+    """Where a model's numbers come from: the id a user typed, its fingerprint on each dataset, the store
+    files read for it. One model can have several fingerprints: a model without stats of its own (a
+    random-init encoder, official weights) is normalised with each dataset's train-split stats, and the
+    stats are part of the fingerprint."""
     id: str
-    sha: str
+    shas: Mapping[str, str]  # dataset -> model_sha of its embeddings
     files: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping) -> ModelProvenance:
-        return cls(id=str(d["id"]), sha=str(d["sha"]), files=tuple(str(f) for f in d.get("files", ())))
+        return cls(id=str(d["id"]), shas={str(k): str(v) for k, v in d["shas"].items()},
+                   files=tuple(str(f) for f in d.get("files", ())))
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "sha": self.sha, "files": list(self.files)}
+        return {"id": self.id, "shas": dict(self.shas), "files": list(self.files)}
+
+    def fingerprints(self) -> str:
+        """One fingerprint when every dataset shares it, else `dataset: sha` for each."""
+        if len(set(self.shas.values())) == 1:
+            return next(iter(self.shas.values()))
+        return ", ".join(f"{d}: {sha}" for d, sha in sorted(self.shas.items()))
 
 
 @dataclass(frozen=True)
@@ -85,9 +95,11 @@ class Report:
                     if m not in prov:
                         raise ValueError(f"Report: model {m!r} appears in {t} but has no provenance entry")
         if "probes" in self.frames:
-            for m, sha in self.frames["probes"].select("model", "model_sha").unique().sort("model").iter_rows():
-                if sha != prov[m].sha:
-                    raise ValueError(f"Report: probes of {m!r} carry model_sha {sha}, provenance says {prov[m].sha}")
+            pairs = self.frames["probes"].select("model", "dataset", "model_sha").unique().sort("model", "dataset")
+            for m, dataset, sha in pairs.iter_rows():
+                if sha != prov[m].shas.get(dataset):
+                    raise ValueError(f"Report: probes of {m!r} on {dataset} carry model_sha {sha}, provenance "
+                                     f"says {prov[m].shas.get(dataset)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +304,7 @@ def _provenance(inputs: Report) -> list[Block]:
     probes = inputs.frames.get("probes")
     runs = dict(probes.group_by("model").len().iter_rows()) if probes is not None else {}
     models = figures.model_order(list(inputs.provenance))
-    rows = tuple((m, inputs.provenance[m].id, inputs.provenance[m].sha, str(runs.get(m, 0)),
+    rows = tuple((m, inputs.provenance[m].id, inputs.provenance[m].fingerprints(), str(runs.get(m, 0)),
                   ", ".join(inputs.provenance[m].files) or "—") for m in models)
     cols = (("model", "text"), ("id", "text"), ("fingerprint (sha256)", "code"), ("probe runs", "num"),
             ("store files", "code"))

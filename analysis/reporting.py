@@ -27,16 +27,16 @@ def _table(root: Root, name: str, read: list[str]) -> pa.Table | None:
 
 
 def _provenance(root: Root, read: list[str]) -> dict[str, dict]:
+    """Per model: its id, its fingerprint per dataset (see ModelProvenance), the embedding files read."""
     out: dict[str, dict] = {}
     for part in tables.partitions(root, "embeddings"):
-        record = tables.manifest(root, "embeddings", part)
-        files = tables.files(root, "embeddings", **part)
-        lineage = record["lineage"]
-        entry = out.setdefault(part["model"], {"id": lineage["model_id"], "sha": lineage["model_sha"], "files": []})
-        if entry["sha"] != record["lineage"]["model_sha"]:
-            raise ValueError(f"model {part['model']!r} has embeddings from two fingerprints "
-                             f"({entry['sha']}, {record['lineage']['model_sha']}): re-embed with --replace")
-        entry["files"] += files
+        lineage = tables.manifest(root, "embeddings", part)["lineage"]
+        entry = out.setdefault(part["model"], {"id": lineage["model_id"], "shas": {}, "files": []})
+        if entry["id"] != lineage["model_id"]:
+            raise ValueError(f"model {part['model']!r} names two model ids ({entry['id']}, {lineage['model_id']}): "
+                             "re-embed with --replace")
+        entry["shas"][part["dataset"]] = lineage["model_sha"]
+        entry["files"] += tables.files(root, "embeddings", **part)
     return out
 
 

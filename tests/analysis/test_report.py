@@ -18,7 +18,9 @@ import pytest
 from matplotlib.image import imread
 
 from analysis.report import FIGURES, HTML, MARKDOWN, ModelProvenance, Report, render_report, write_report
-from tests.analysis.test_figures import SHA, tables
+from tests.analysis.test_figures import SHA, TASKS, tables
+
+DATASETS = tuple(dataset for dataset, _ in TASKS)
 
 BANNER = "Synthetic demo, not the study: every number below is a real result of the demo run."
 HEADINGS = ("Summary", "Fig. 1: probe scores", "Probe table", "Paired differences", "Fig. 3: RSA, model × descriptor",
@@ -29,7 +31,7 @@ COLUMN_HEADS = ("mean ± SD", "95 % CI", "n seeds", "diff (a − b)", "CI exclud
 
 
 def provenance(models) -> dict[str, dict]:
-    return {m: {"id": f"id:{m}", "sha": SHA.get(m, "0" * 64),
+    return {m: {"id": f"id:{m}", "shas": {d: SHA.get(m, "0" * 64) for d in DATASETS},
                 "files": [f"store/embeddings/model={m}/dataset=esc50/part-000001-a.parquet"]} for m in models}
 
 
@@ -157,7 +159,7 @@ def test_write_bytes_callable_gets_everything_in_memory(written, tmp_path):
 def test_polars_input_and_provenance_objects():
     t = {k: pl.from_arrow(v) for k, v in tables().items()}
     r = make_report(t)
-    assert r.provenance["yamnet"] == ModelProvenance("id:yamnet", SHA["yamnet"], (
+    assert r.provenance["yamnet"] == ModelProvenance("id:yamnet", {d: SHA["yamnet"] for d in DATASETS}, (
         "store/embeddings/model=yamnet/dataset=esc50/part-000001-a.parquet",))
     assert ModelProvenance.from_dict(r.provenance["yamnet"].to_dict()) == r.provenance["yamnet"]
     assert render_report(r)[HTML].decode().count("<img ") == 4
@@ -167,11 +169,33 @@ def test_refuses_a_number_without_provenance():
     t = tables()
     with pytest.raises(ValueError, match="model 'yamnet' appears in probes but has no provenance entry"):
         make_report(t, provenance={m: v for m, v in provenance(SHA).items() if m != "yamnet"})
-    bad = provenance(SHA) | {"yamnet": {"id": "yamnet:x", "sha": "f" * 64}}
-    with pytest.raises(ValueError, match="probes of 'yamnet' carry model_sha 1111"):
+    bad = provenance(SHA) | {"yamnet": {"id": "yamnet:x", "shas": {d: "f" * 64 for d in DATASETS}}}
+    with pytest.raises(ValueError, match="probes of 'yamnet' on [a-z_]+ carry model_sha 1111"):
         make_report(t, provenance=bad)
     with pytest.raises(ValueError, match="error_bars='iqr'"):
         make_report(t, error_bars="iqr")
+
+
+def test_a_model_normalised_per_dataset_has_a_fingerprint_per_dataset():
+    """A random-init encoder takes each dataset's train stats, so its embeddings carry one sha per dataset:
+    the report accepts probes that match their own dataset's sha and lists each (the demo's case)."""
+    t = tables()
+    probes = pl.from_arrow(t["probes"]).with_columns(
+        pl.when(pl.col("model") == "yamnet").then(pl.lit("a" * 64) + pl.col("dataset")).otherwise(pl.col("model_sha"))
+        .alias("model_sha")).to_arrow().cast(t["probes"].schema)
+    per_dataset = provenance(SHA) | {"yamnet": {"id": "yamnet:x", "shas": {d: "a" * 64 + d for d in DATASETS}}}
+
+    def report(prov):
+        return Report(code_version="0123abc", created="2026-12-01T10:00:00Z", provenance=prov,
+                      **(t | {"probes": probes}))
+
+    r = report(per_dataset)
+    assert r.provenance["yamnet"].fingerprints() == ", ".join(f"{d}: {'a' * 64 + d}" for d in sorted(DATASETS))
+    assert r.provenance["byola-v2-random"].fingerprints() == SHA["byola-v2-random"]  # one sha: shown once
+    assert f"esc50: {'a' * 64}esc50" in render_report(r)[HTML].decode()
+    swapped = per_dataset | {"yamnet": {"id": "yamnet:x", "shas": {d: "a" * 64 + "x" for d in DATASETS}}}
+    with pytest.raises(ValueError, match="probes of 'yamnet' on ava carry model_sha"):
+        report(swapped)
 
 
 CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
