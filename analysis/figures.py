@@ -6,7 +6,7 @@ registry would keep every one of them alive. `save_png` fixes the dpi and drops 
 that the same tables give byte-identical PNGs, and so byte-identical reports.
 
 Models are drawn in one order everywhere (`model_order`): trained models first (our `run-*` runs, then other
-trained checkpoints), then random-init encoders (`*-random`, hatched and lighter in Fig. 1, grey italic labels
+trained checkpoints), then random-init encoders (`*-random`, `*-random-tiny`, hatched and lighter in Fig. 1, grey italic labels
 in the heat maps), then the baselines the paper compares (YAMNet, WavLM Base+).
 """
 
@@ -75,7 +75,7 @@ def frame(table: TableLike, name: str) -> pl.DataFrame:
 
 def model_kind(model: str) -> str:
     """'random' for random-init encoders, 'baseline' for the compared supervised/speech models, else 'trained'."""
-    if model.endswith("-random"):
+    if model.endswith(("-random", "-random-tiny")):  # docs/store.md names; -tiny: the twin of a tiny run
         return "random"
     if model.startswith(BASELINES):
         return "baseline"

@@ -83,9 +83,10 @@ def t() -> dict[str, pa.Table]:
 
 def test_model_order_trained_then_random_then_baselines():
     names = ["yamnet", "byola-v2-random", "run-speech", "wavlm-base-plus", "byola-v1-default", "run-all",
-             "byola-v1-random"]
+             "byola-v1-random", "byola-v2-random-tiny"]
     assert figures.model_order(names) == ["run-all", "run-speech", "byola-v1-default", "byola-v1-random",
-                                          "byola-v2-random", "wavlm-base-plus", "yamnet"]
+                                          "byola-v2-random", "byola-v2-random-tiny", "wavlm-base-plus", "yamnet"]
+    assert figures.model_kind("byola-v2-random-tiny") == "random"  # the tiny twin is random-init too
 
 
 def test_task_domains_by_prefix():
