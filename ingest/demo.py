@@ -5,10 +5,10 @@
   truncated file that the engine must quarantine (the demo shows quarantine at work);
 - `ESC-50-master/` a labelled 5-fold transfer set (44.1 kHz WAV, `meta/esc50.csv`) whose five classes differ
   in spectro-temporal pattern (`esc_sound`), so the demo's probes and RSA have something real to measure;
-- `AVA-Speech/` 26 short "movies" (16 kHz WAV) with `ava_speech_labels_v1.csv`: 1.5 s of background then
-  1.5 s of speech each, so the AVA path (1-s windows at a 10-ms hop, AP, movies as bootstrap units, the
+- `AVA-Speech/` 60 short "movies" (16 kHz WAV) with `ava_speech_labels_v1.csv`: 1.1 s of background then
+  1.1 s of speech each, so the AVA path (1-s windows at a 10-ms hop, AP, movies as bootstrap units, the
   limited-train task) runs end to end. The adapter's split by sorted id: the last 10 movies test, the 10
-  before them valid, 6 train (all within the first 30, so AVA-limited trains on the same 6).
+  before them valid, 40 train, of which AVA-limited trains on the first 30.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ def _esc50(top: Path) -> None:
         writer.writerows(rows)
 
 
-AVA_MOVIES = 26
-AVA_SEGMENT = 1.5  # seconds of background, then of speech, per movie: 51 one-second windows each
+AVA_MOVIES = 60  # 40 train movies, so AVA-limited (the first 30) trains on fewer than the full task
+AVA_SEGMENT = 1.1  # seconds of background, then of speech, per movie: 11 one-second windows each
 
 
 def _ava_speech(top: Path) -> None:
