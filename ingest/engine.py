@@ -11,12 +11,10 @@ collection at a time (`lease`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest import lease
@@ -28,7 +26,7 @@ from ingest.listing import list_sources
 from ingest.plan import release_memory
 from ingest.write import ShardResult, write_shard
 from shards import layout
-from shards.catalog import PURPOSES
+from shards.catalog import PURPOSES, arrow_on_c_heap
 from shards.executor import bounded_map, default_workers, make_executor
 from shards.storage import TMP_MARK, Root
 
@@ -143,23 +141,6 @@ def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Pro
                   "sources": manifest["sources"]}
         finish(root, collection, sorted(results, key=lambda r: r.shard), record)
     return summary
-
-
-@contextmanager
-def arrow_on_c_heap() -> Iterator[None]:
-    """Arrow allocates from the C heap (malloc) for the duration, then from its default pool again.
-
-    The driver's memory is a few tables that replace one another: the listing arrives unpickled into the
-    C heap and is consumed as the plan, an Arrow table, is built. With pyarrow's default pool (mimalloc)
-    the pages the listing frees can serve only Python, and the plan needs new ones: planning 200,000 clips
-    peaked at 257 MiB that way, 233 MiB with Arrow on the C heap. Buffers remember the pool they came
-    from, so switching back is safe."""
-    previous = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        yield
-    finally:
-        pa.set_memory_pool(previous)
 
 
 def _remove_stale_temporaries(root: Root, collection: str) -> None:

@@ -79,3 +79,23 @@ def test_rank_indexes_let_dalis_reader_read_exactly_each_ranks_share(tmp_path, m
         assert sorted(got) == sorted(expected) and len(got) == 4
         seen += got
     assert len(set(seen)) == len(seen)  # ranks are disjoint
+
+
+def test_a_diet_that_takes_a_whole_shard_names_the_shards_own_index(tmp_path, mixed_sources):
+    """`all` takes every clip of every shard: its manifest names each shard's own index (no copy written),
+    and DALI reads through it exactly the shard's clips; a diet taking part of a shard writes its own."""
+    from shards.diets import load_diet
+
+    data = tmp_path / "d"
+    build_collection(mixed_sources, small_config(data))
+    catalog = read_catalog(Root(data), "pretrain").to_pylist()
+    manifests = {d: write_diet(str(data), d) for d in ("all", "speech")}
+    for shard in manifests["all"]["shards"]:
+        assert shard["idx"] == f"shards/pretrain/{shard['shard']}.idx"
+        assert _dali_keys(str(data / shard["tar"]), str(data / shard["idx"])) == \
+            [r["key"] for r in catalog if r["shard"] == shard["shard"]]
+    assert not (data / "shards" / "pretrain" / "diets" / "all").exists()
+    mixed = [s for s in manifests["speech"]["shards"] if s["clips"] < sum(r["shard"] == s["shard"] for r in catalog)]
+    assert mixed and all(s["idx"].startswith("shards/pretrain/diets/speech/") for s in mixed)
+    table = load_diet(str(data), "all")  # read a column at a time: the same clips, in manifest order
+    assert len(table) == len(catalog) == 9 and table.frames.tolist() == [r["frames"] for r in catalog]
