@@ -18,12 +18,11 @@ from rich.table import Table
 from ingest import demo, lease
 from ingest.config import IngestConfig
 from ingest.engine import Progress as EngineProgress
-from ingest.engine import Summary, build_collection
+from ingest.engine import Summary, build_collection, write_pretrain_diets
 from ingest.sources import keep_whole, load_config, parse_cli_source
 from ingest.windows import write_windows
 from shards import layout
 from shards.configs import add_arguments, from_args, from_mapping
-from shards.diets import write_default_diets
 from shards.errors import run_command
 
 EXIT_OK, EXIT_ERROR, EXIT_QUARANTINED = 0, 1, 3
@@ -76,7 +75,7 @@ def _run(sources, cfg: IngestConfig, purpose: str = "pretrain") -> int:
             console.print(f"{name}: {c['held_out']} valid/test recordings left out (pre-training uses only the "
                           "train split; ingest them with `python -m ingest transfer`)")
     if purpose == "pretrain":
-        for diet, manifest in write_default_diets(cfg.data).items():
+        for diet, manifest in write_pretrain_diets(cfg.data).items():
             console.print(f"diet {diet}: {manifest['clips']} clips, {manifest['seconds'] / 3600:.3f} h")
     return EXIT_QUARANTINED if summary.quarantined else EXIT_OK
 
@@ -114,12 +113,14 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
-    """Break a collection's lease by hand, when the run that held it is dead (another host, a lost job)."""
-    removed = lease.unlock(args.data, layout.check_collection(args.collection))
+    """Break a collection's (or the diets') lease by hand, when the run that held it is dead (another host,
+    a lost job)."""
+    what = "the diets" if args.diets else f"collection {args.collection}"
+    removed = lease.unlock(args.data, None if args.diets else layout.check_collection(args.collection))
     if removed is None:
-        console.print(f"collection {args.collection}: no lease to remove")
+        console.print(f"{what}: no lease to remove")
     else:
-        console.print(f"collection {args.collection}: removed the lease of {removed.describe()}")
+        console.print(f"{what}: removed the lease of {removed.describe()}")
     return EXIT_OK
 
 
@@ -149,9 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--domain", choices=("speech", "nonspeech", "mixed"), help="domain of csv datasets")
     add_arguments(t, IngestConfig, skip=("collection", "clip_seconds", "segment_seconds", "tail", "min_tail_seconds"))
     t.set_defaults(func=cmd_transfer)
-    u = verbs.add_parser("unlock", help="break the lease of a dead run on a collection (see the refusal)")
+    u = verbs.add_parser("unlock", help="break the lease of a dead run on a collection or the diets (see the refusal)")
     u.add_argument("--data", required=True, help="data root: a folder or s3://bucket/prefix")
-    u.add_argument("--collection", required=True, help="the collection whose lease to break")
+    whose = u.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--collection", help="the collection whose lease to break")
+    whose.add_argument("--diets", action="store_true", help="break the diets' lease (diets/_LEASE)")
     u.set_defaults(func=cmd_unlock)
     d = verbs.add_parser("demo", help="synthesise the built-in demo corpora and their config")
     d.add_argument("--out", default="demo", help="folder for the demo corpora (default: demo)")

@@ -27,10 +27,11 @@ from ingest.plan import release_memory
 from ingest.write import ShardResult, write_shard
 from shards import layout
 from shards.catalog import PURPOSES, arrow_on_c_heap
+from shards.diets import write_default_diets
 from shards.executor import bounded_map, default_workers, make_executor
 from shards.storage import TMP_MARK, Root
 
-__all__ = ["FingerprintMismatch", "Progress", "Summary", "build_collection"]
+__all__ = ["FingerprintMismatch", "Progress", "Summary", "build_collection", "write_pretrain_diets"]
 
 log = logging.getLogger(__name__)
 CLUSTER_IN_FLIGHT = 256  # jobs submitted at once to a Dask cluster (its size is not known here)
@@ -141,6 +142,15 @@ def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Pro
                   "sources": manifest["sources"]}
         finish(root, collection, sorted(results, key=lambda r: r.shard), record)
     return summary
+
+
+def write_pretrain_diets(data: str, wait: float = lease.DIETS_WAIT_SECONDS) -> dict[str, dict]:
+    """The default diets over every complete pre-training collection under `data`, written holding the
+    diets' lease (`lease.held_diets`): after two ingests of different collections finish at once, the
+    diets are those of the run that wrote last, which saw both collections complete. Returns
+    {diet: manifest}."""
+    with lease.held_diets(Root(data), wait):
+        return write_default_diets(data)
 
 
 def _remove_stale_temporaries(root: Root, collection: str) -> None:

@@ -7,9 +7,15 @@ if the name exists, so the lease never appears half-written); on S3 a single `Pu
 `If-None-Match: *` (answered 412 when the object exists; honoured by AWS S3 and by SeaweedFS's `weed
 mini`, tested). The loser stops with one line naming the holder (host, pid, start time).
 
+The diets (`diets/*`, written after every pre-training ingest from all complete collections) have a
+lease of their own, `diets/_LEASE`: two ingests of different collections finishing together used to write
+them at once (one run's manifest beside the other's clip table, or the diets of the run that saw fewer
+collections written last). A run that finds it held waits (writing the diets takes seconds), then writes
+diets that include both collections.
+
 A lease left by a run that died (killed, OOM, power loss) is broken automatically only when that is
 certain: same host, and its process is gone (or its pid now belongs to a process started later). Any
-other stale lease is broken by hand: `python -m ingest unlock --data DATA --collection NAME`.
+other stale lease is broken by hand: `python -m ingest unlock --data DATA --collection NAME` (`--diets`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ from shards.storage import TMP_MARK, Root
 log = logging.getLogger(__name__)
 
 PRECONDITION_FAILED = 412  # HTTP status of a conditional PUT whose object already exists
+# The diets' lease: no diet name can be `_LEASE` (names start with a letter or digit), and it does not end
+# in .json, which readers of diets/ take for a diet manifest. (Belongs in shards.layout, beside the diet
+# paths, once this module moves down to shards so that `shards diet` can take it too.)
+DIETS_LEASE = "diets/_LEASE"
+DIETS_WAIT_SECONDS = 600.0  # how long a run waits for another run's diets (seconds to write at 3.85 M clips)
+POLL_SECONDS = 0.2  # between tries while waiting for a lease
 
 
 class LeaseHeld(ValueError):
@@ -114,66 +126,124 @@ def _create(root: Root, rel: str, body: bytes) -> bool:
         raise
 
 
-def read_lease(root: Root, collection: str) -> Lease | None:
+@dataclass(frozen=True, slots=True)
+class Owned:
+    """What a lease guards: its object and how messages name it and its unlock command."""
+
+    rel: str
+    name: str  # "collection 'x' in DATA" / "the diets in DATA"
+    verb: str  # "is" / "are"
+    unlock: str  # the flag of `python -m ingest unlock` that breaks it
+
+    @classmethod
+    def collection(cls, root: Root, collection: str) -> "Owned":
+        return cls(lease_path(collection), f"collection {collection!r} in {root.url}", "is",
+                   f"--collection {collection}")
+
+    @classmethod
+    def diets(cls, root: Root) -> "Owned":
+        return cls(DIETS_LEASE, f"the diets in {root.url}", "are", "--diets")
+
+
+def _read(root: Root, rel: str) -> Lease | None:
     try:
-        return Lease.from_dict(json.loads(root.read_bytes(lease_path(collection))))
+        return Lease.from_dict(json.loads(root.read_bytes(rel)))
     except FileNotFoundError:
         return None
 
 
-def _remove(root: Root, collection: str) -> None:
+def read_lease(root: Root, collection: str) -> Lease | None:
+    return _read(root, lease_path(collection))
+
+
+def _remove(root: Root, rel: str) -> None:
     try:
-        root.fs.rm_file(root.path(lease_path(collection)))
+        root.fs.rm_file(root.path(rel))
     except FileNotFoundError:
         pass
 
 
 def acquire(root: Root, collection: str) -> Lease:
     """Own `collection` or raise LeaseHeld naming its owner; a certainly dead owner's lease is taken over."""
+    return _acquire(root, Owned.collection(root, collection))
+
+
+def _acquire(root: Root, owned: Owned, wait: float = 0.0) -> Lease:
+    """Own `owned`, waiting up to `wait` seconds while a live run holds it; else LeaseHeld naming the holder."""
     mine = _new_lease()
     body = json.dumps(mine.to_dict(), indent=1).encode()
-    for _ in range(2):
-        if _create(root, lease_path(collection), body):
+    deadline, told, races = time.monotonic() + wait, False, 0
+    while True:
+        if _create(root, owned.rel, body):
             return mine
-        held = read_lease(root, collection)
-        if held is None:  # released between our create and our read: try again
-            continue
-        if not _is_dead(held):
+        held = _read(root, owned.rel)
+        if held is None or _is_dead(held):
+            races += 1
+            if races > 2:
+                raise LeaseHeld(f"{owned.name}: could not take the lease (another run keeps taking it); retry")
+            if held is not None:
+                log.info("%s: taking over the lease of a run that died (%s)", owned.rel, held.describe())
+                _remove(root, owned.rel)
+            continue  # None: released between our create and our read
+        if time.monotonic() >= deadline:
+            waited = f" (waited {wait:g} s)" if wait else ""
             raise LeaseHeld(
-                f"collection {collection!r} in {root.url} is being written by another run ({held.describe()}); "
-                f"wait for it to finish, or if it is dead: python -m ingest unlock --data {root.url} "
-                f"--collection {collection}")
-        log.info("collection %s: taking over the lease of a run that died (%s)", collection, held.describe())
-        _remove(root, collection)
-    raise LeaseHeld(f"collection {collection!r} in {root.url}: could not take the lease (another run keeps "
-                    "taking it); retry")
+                f"{owned.name} {owned.verb} being written by another run ({held.describe()}){waited}; wait for "
+                f"it to finish, or if it is dead: python -m ingest unlock --data {root.url} {owned.unlock}")
+        if not told:
+            log.info("%s: waiting for another run (%s)", owned.rel, held.describe())
+            told = True
+        time.sleep(POLL_SECONDS)
 
 
 def owns(root: Root, collection: str, lease: Lease) -> bool:
-    held = read_lease(root, collection)
+    return _owns(root, lease_path(collection), lease)
+
+
+def _owns(root: Root, rel: str, lease: Lease) -> bool:
+    held = _read(root, rel)
     return held is not None and held.run == lease.run
 
 
 def release(root: Root, collection: str, lease: Lease) -> None:
     """Remove the lease if it is still ours (one broken by hand and taken by another run is left alone)."""
-    if owns(root, collection, lease):
-        _remove(root, collection)
+    _release(root, lease_path(collection), lease)
 
 
-def unlock(data: str, collection: str) -> Lease | None:
-    """Break a collection's lease by hand (its run is dead); returns the lease removed, None if none."""
+def _release(root: Root, rel: str, lease: Lease) -> None:
+    if _owns(root, rel, lease):
+        _remove(root, rel)
+
+
+def unlock(data: str, collection: str | None = None) -> Lease | None:
+    """Break a collection's lease by hand (its run is dead), or the diets' (collection None); returns the
+    lease removed, None if none."""
     root = Root(data)
-    held = read_lease(root, collection)
+    rel = lease_path(collection) if collection is not None else DIETS_LEASE
+    held = _read(root, rel)
     if held is not None:
-        _remove(root, collection)
+        _remove(root, rel)
     return held
 
 
 @contextmanager
 def held(root: Root, collection: str) -> Iterator[Lease]:
     """The collection's lease for the duration of the block, released on the way out (errors included)."""
-    lease = acquire(root, collection)
+    with _held(root, Owned.collection(root, collection)) as lease:
+        yield lease
+
+
+@contextmanager
+def held_diets(root: Root, wait: float = DIETS_WAIT_SECONDS) -> Iterator[Lease]:
+    """The diets' lease for the duration of the block, waiting up to `wait` seconds for a live holder."""
+    with _held(root, Owned.diets(root), wait) as lease:
+        yield lease
+
+
+@contextmanager
+def _held(root: Root, owned: Owned, wait: float = 0.0) -> Iterator[Lease]:
+    lease = _acquire(root, owned, wait)
     try:
         yield lease
     finally:
-        release(root, collection, lease)
+        _release(root, owned.rel, lease)

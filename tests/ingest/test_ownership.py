@@ -111,3 +111,66 @@ def test_the_lease_is_a_conditional_create_on_s3(s3_server):  # noqa: F811
     again = lease.acquire(root, "pretrain")
     assert lease.unlock(root.url, "pretrain") == again
     assert s3_server.keys("lease-test/catalog/pretrain/") == []
+
+
+def test_two_ingests_finishing_together_write_the_diets_one_after_the_other(tmp_path, mixed_sources, monkeypatch):
+    """Run 1 writes the diets having seen collection a only; collection b completes meanwhile and run 2
+    writes its diets too. Run 2 waits for run 1's lease, so the diets left are run 2's, over a and b
+    (unleased, run 2 finished first and run 1's diets, without b, were the ones left)."""
+    import threading
+    import time
+
+    from ingest import engine
+    from shards import diets
+
+    data = tmp_path / "d"
+    build_collection(mixed_sources, small_config(data, collection="a"))
+    inside, go, done = threading.Event(), threading.Event(), {}
+    real_shards = diets.collection_shards
+
+    def paused(root, collection):  # run 1 has chosen its collections: hold it there
+        if threading.current_thread().name == "run1":
+            inside.set()
+            go.wait(30)
+        return real_shards(root, collection)
+
+    def run(name):
+        done[name] = (engine.write_pretrain_diets(str(data)), time.monotonic())
+
+    monkeypatch.setattr(diets, "collection_shards", paused)
+    threads = [threading.Thread(target=run, args=(name,), name=name) for name in ("run1", "run2")]
+    threads[0].start()
+    assert inside.wait(30)
+    build_collection(mixed_sources, small_config(data, collection="b"))  # b completes while run 1 writes
+    threads[1].start()
+    time.sleep(1.0)  # run 2 is waiting for the lease now
+    assert "run2" not in done
+    released = time.monotonic()
+    go.set()
+    for t in threads:
+        t.join(60)
+    assert done["run1"][0]["all"]["collections"] == ["a"] and done["run2"][1] >= released
+    manifest = json.loads((data / "diets" / "all.json").read_text())
+    assert sorted(manifest["collections"]) == ["a", "b"] and manifest["clips"] == 2 * 9
+    assert diets.load_diet(str(data), "all").offset.shape == (18,)
+    assert not (data / "diets" / "_LEASE").exists()
+
+
+def test_a_live_runs_diets_lease_is_waited_for_then_refused_with_one_line(tmp_path, mixed_sources, capsys):
+    from ingest.engine import write_pretrain_diets
+
+    data = tmp_path / "d"
+    build_collection(mixed_sources, small_config(data))
+    (data / "diets").mkdir()
+    (data / "diets" / "_LEASE").write_text(json.dumps({"run": "other", "host": "gpu-node-7", "pid": 4242,
+                                                       "pid_start": None, "started": "2026-11-29T10:00:00Z"}))
+    with pytest.raises(lease.LeaseHeld, match=r"the diets in .* are being written by another run \(host gpu-node-7, "
+                                              r"pid 4242, started 2026-11-29T10:00:00Z\) \(waited 0.3 s\); .*"
+                                              rf"python -m ingest unlock --data {data} --diets"):
+        write_pretrain_diets(str(data), wait=0.3)
+    assert not (data / "diets" / "all.json").exists()
+    assert ingest_main(["unlock", "--data", str(data), "--diets"]) == 0
+    assert "the diets: removed the lease of host gpu-node-7" in capsys.readouterr().err.replace("\n", "")
+    assert write_pretrain_diets(str(data))["all"]["clips"] == 9 and not (data / "diets" / "_LEASE").exists()
+    with pytest.raises(SystemExit):  # one or the other
+        ingest_main(["unlock", "--data", str(data), "--diets", "--collection", "pretrain"])
