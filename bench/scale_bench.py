@@ -35,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from bench.scale_replica import replicate
 from bench.scale_synth import CORPORA, Synth, synthesise
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class ScaleConfig:
     # the second size the per-clip costs are fitted from (None: clips // 4; 0: no fit, costs above the
     # import baseline are taken as linear in the clip count)
     fit_clips: int | None = None
+    at_scale: bool = True  # catalog-only stages also run at the target size on a replicated catalog
 
     def fit_size(self) -> int:
         """The smaller size measured (0: none)."""
@@ -70,6 +72,7 @@ class Stage:
     name: str
     what: str
     goal: Goal
+    catalog_only: bool = False  # reads only the catalog: also run at the target size (`scale_replica`)
 
 
 # Issue 6 §3: at 3.85 M clips the ingest driver <= 1.5 GB and planning <= 3 min on 2 cores; `shards diet`
@@ -78,8 +81,8 @@ STAGES = (
     Stage("plan", "python -m ingest shards --plan-only (listing, probe, plan)", Goal(seconds=180.0, rss_mb=1500.0)),
     Stage("ingest", "python -m ingest shards (plan, shards, catalog, diets)", Goal(rss_mb=1500.0)),
     Stage("verify", "python -m shards verify", Goal()),
-    Stage("diet", "python -m shards diet (speech, nonspeech, all)", Goal(seconds=10.0, rss_mb=500.0)),
-    Stage("load_diet", "shards.diets.load_diet(data, 'all')", Goal(seconds=10.0, rss_mb=500.0)),
+    Stage("diet", "python -m shards diet (speech, nonspeech, all)", Goal(seconds=10.0, rss_mb=500.0), True),
+    Stage("load_diet", "shards.diets.load_diet(data, 'all')", Goal(seconds=10.0, rss_mb=500.0), True),
 )
 
 
@@ -162,9 +165,10 @@ def _ingest_counts(data: Path) -> dict:
     return counts
 
 
-def _stage_commands(cfg: ScaleConfig, synth: Synth) -> dict[str, list[tuple[list[str], str | None]]]:
+def _stage_commands(cfg: ScaleConfig, synth: Synth,
+                    data: Path | None = None) -> dict[str, list[tuple[list[str], str | None]]]:
     """Per stage, the argument lists to try in order, each with the flag the CLI may not have (yet)."""
-    data, plan = str(cfg.work / "data"), str(cfg.work / "data-plan")
+    data, plan = str(data or cfg.work / "data"), str(cfg.work / "data-plan")
     ingest = ["-m", "ingest", "shards", "--config", str(synth.config), "--workers", str(cfg.workers)]
     verify = ["-m", "shards", "verify", data]
     return {
@@ -203,6 +207,16 @@ def _result(stage: Stage, run: Run, base: Run, clips: int, argv: list[str], fit:
         us, cpu_us, per_clip = s_slope * 1e6, c_slope * 1e6, b_slope
         fitted = {"clips": n, "seconds": small.seconds, "cpu_seconds": small.cpu_seconds,
                   "peak_rss_mb": small.driver_kb * 1024 / MB, "workers_peak_rss_mb": small.workers_kb * 1024 / MB}
+    return {"stage": stage.name, "what": stage.what, "measured": True, "argv": argv,
+            "seconds": run.seconds, "us_per_clip": us, "cpu_seconds": run.cpu_seconds, "cpu_us_per_clip": cpu_us,
+            "peak_rss_mb": run.driver_kb * 1024 / MB, "workers_peak_rss_mb": run.workers_kb * 1024 / MB,
+            "baseline": {"modules": len(base.modules), "seconds": base.seconds, "cpu_seconds": base.cpu_seconds,
+                         "rss_mb": base.driver_kb * 1024 / MB},
+            "bytes_per_clip": per_clip, "fit": fitted, "above_baseline": linear, "at_target": at,
+            "goals": _goals(stage, at)}
+
+
+def _goals(stage: Stage, at: dict) -> dict:
     goals = {}
     if stage.goal.seconds is not None:
         goals["seconds"] = {"limit": stage.goal.seconds, "at_target": at["seconds"],
@@ -210,12 +224,36 @@ def _result(stage: Stage, run: Run, base: Run, clips: int, argv: list[str], fit:
     if stage.goal.rss_mb is not None:
         goals["rss_mb"] = {"limit": stage.goal.rss_mb, "at_target": at["rss_mb"],
                            "met": at["rss_mb"] <= stage.goal.rss_mb}
-    return {"stage": stage.name, "what": stage.what, "measured": True, "argv": argv,
-            "seconds": run.seconds, "us_per_clip": us, "cpu_seconds": run.cpu_seconds, "cpu_us_per_clip": cpu_us,
-            "peak_rss_mb": run.driver_kb * 1024 / MB, "workers_peak_rss_mb": run.workers_kb * 1024 / MB,
-            "baseline": {"modules": len(base.modules), "seconds": base.seconds, "cpu_seconds": base.cpu_seconds,
-                         "rss_mb": base.driver_kb * 1024 / MB},
-            "bytes_per_clip": per_clip, "fit": fitted, "above_baseline": linear, "at_target": at, "goals": goals}
+    return goals
+
+
+def _at_scale(results: list[dict], cfg: ScaleConfig, synth: Synth, notes: list[str]) -> None:
+    """Run the catalog-only stages again on a replica of the measured collection at TARGET_CLIPS; their
+    figures at the target are then these measurements, not an extrapolation."""
+    replica = cfg.work / "replica"
+    try:
+        clips = replicate(cfg.work / "data", replica, TARGET_CLIPS)
+    except (OSError, ValueError) as err:
+        notes.append(f"no replica at {TARGET_CLIPS} clips ({err}): catalog-only stages extrapolated")
+        return
+    logs = replica / "logs"
+    logs.mkdir()
+    commands = _stage_commands(cfg, synth, replica)
+    for r in results:
+        stage = next(s for s in STAGES if s.name == r["stage"])
+        if not (stage.catalog_only and r["measured"]):
+            continue
+        log.info("scale bench: %s at %d clips (replicated catalog)", stage.what, clips)
+        run, _, why, _ = _run_stage(stage, commands[stage.name], logs, notes)
+        if run is None:
+            notes.append(f"{stage.name} at {clips} clips: {why}; its figures at the target are extrapolated")
+            continue
+        r["at_target"] = {"clips": clips, "seconds": run.seconds, "cpu_seconds": run.cpu_seconds,
+                          "rss_mb": run.driver_kb * 1024 / MB,
+                          "method": f"measured at {clips:,} clips: the {cfg.clips:,}-clip run's catalog parts, "
+                                    "repeated (bench.scale_replica)", "extrapolated": r["at_target"]}
+        r["goals"] = _goals(stage, r["at_target"])
+    shutil.rmtree(replica, ignore_errors=True)
 
 
 def _not_measured(stage: Stage, why: str, failed: bool = False) -> dict:
@@ -323,6 +361,8 @@ def run_bench(cfg: ScaleConfig) -> dict:
             counts.update(_ingest_counts(cfg.work / "data"))
         if stage.name == "load_diet":
             counts["load_diet_clips"] = int(run.stdout.split()[-1])
+    if cfg.at_scale:
+        _at_scale(results, cfg, synth, notes)
     out = {"clips": cfg.clips, "fit_clips": n, "audio_seconds": synth.seconds, "synth_seconds": synth_seconds,
            "workers": cfg.workers, "target_clips": TARGET_CLIPS, "counts": counts, "notes": notes, "machine": at_start,
            "load_avg_at_end": os.getloadavg(), "config": {k: str(v) for k, v in asdict(cfg).items()},
@@ -383,16 +423,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fit-clips", type=int, default=d.fit_clips,
                    help="the second, smaller size the per-clip costs are fitted from (default clips/4; 0: no fit, "
                         "costs above the import baseline taken as linear)")
+    p.add_argument("--no-at-scale", dest="at_scale", action="store_false",
+                   help="do not run the catalog-only stages (diet, load_diet) at the target size")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from rich.console import Console
 
     try:
-        out = run_bench(ScaleConfig(args.clips, args.work, args.out, args.workers, args.seed, args.fit_clips))
+        out = run_bench(ScaleConfig(args.clips, args.work, args.out, args.workers, args.seed, args.fit_clips,
+                                    args.at_scale))
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     Console(width=None if sys.stdout.isatty() else 160).print(table(out))
+    for r in out["stages"]:
+        if r["measured"]:
+            print(f"{r['stage']} at {r['at_target']['clips']:,} clips: {r['at_target']['method']}")
     print(f"counts: {out['counts']}; wrote {args.out}")
     failed = [r["stage"] for r in out["stages"] if r.get("failed")]
     if failed:
