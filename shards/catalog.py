@@ -50,15 +50,17 @@ def write_table(root: Root, rel: str, table: pa.Table, metadata: dict | None = N
     root.write_bytes(rel, buf.getvalue().to_pybytes())
 
 
-def read_table(root: Root, rel: str, columns: list[str] | None = None) -> pa.Table:
+def read_table(root: Root, rel: str, columns: list[str] | None = None, dictionary: tuple[str, ...] = ()) -> pa.Table:
     """A Parquet file under the root, only `columns` of it: pyarrow reads the footer and those column
-    chunks through the root's filesystem (ranged GETs on S3), never the whole object."""
+    chunks through the root's filesystem (ranged GETs on S3), never the whole object. `dictionary`: text
+    columns read as dictionary arrays (a few distinct values: codes, not a string per row)."""
     if root.is_local:  # one file: ParquetFile skips pyarrow.dataset (~1 s to import)
-        return pq.ParquetFile(root.path(rel)).read(columns=columns)
+        return pq.ParquetFile(root.path(rel), read_dictionary=dictionary or None).read(columns=columns)
     # Through fsspec pyarrow reads a Python file object; with its thread pool on, a process could exit while an
     # Arrow thread still held it and abort ("terminate called without an active exception", exit 134: 8 of
     # 120 loaded runs with threads, 0 of 160 without). A catalog part is small: read it on this thread.
-    return pq.read_table(root.path(rel), columns=columns, filesystem=root.fs, use_threads=False)
+    return pq.read_table(root.path(rel), columns=columns, filesystem=root.fs, use_threads=False,
+                         read_dictionary=dictionary or None)
 
 
 def table_metadata(root: Root, rel: str, key: str) -> dict:
@@ -90,15 +92,18 @@ def collections(root: Root, purpose: str | None = None) -> list[str]:
     return [c for c in names if json.loads(root.read_bytes(layout.complete_path(c))).get("purpose") == purpose]
 
 
-def read_part(root: Root, collection: str, shard: str, columns: list[str] | None = None) -> pa.Table:
-    """One shard's catalog part (only `columns`), cast to the catalog schema."""
+def read_part(root: Root, collection: str, shard: str, columns: list[str] | None = None,
+              dictionary: tuple[str, ...] = ()) -> pa.Table:
+    """One shard's catalog part (only `columns`), cast to the catalog schema; the text columns named in
+    `dictionary` as dictionary<int32, string>."""
     rel = layout.clips_part_path(collection, shard)
     try:
-        table = read_table(root, rel, columns)
+        table = read_table(root, rel, columns, dictionary)
     except FileNotFoundError:
         raise FileNotFoundError(f"{root.url}: catalog part {rel} is missing (the collection is incomplete: "
                                 "re-run its ingest, then `python -m shards verify`)") from None
-    schema = CATALOG_SCHEMA if columns is None else pa.schema([CATALOG_SCHEMA.field(c) for c in columns])
+    fields = [CATALOG_SCHEMA.field(c) for c in (columns or CATALOG_SCHEMA.names)]
+    schema = pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in dictionary else f for f in fields])
     return table.replace_schema_metadata(None).cast(schema)
 
 

@@ -3,6 +3,8 @@
 import json
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingest.engine import build_collection
 from shards.catalog import read_catalog
@@ -99,3 +101,20 @@ def test_a_diet_that_takes_a_whole_shard_names_the_shards_own_index(tmp_path, mi
     assert mixed and all(s["idx"].startswith("shards/pretrain/diets/speech/") for s in mixed)
     table = load_diet(str(data), "all")  # read a column at a time: the same clips, in manifest order
     assert len(table) == len(catalog) == 9 and table.frames.tolist() == [r["frames"] for r in catalog]
+
+
+def test_a_shard_whose_every_clip_was_quarantined_adds_nothing(tmp_path, mixed_sources):
+    """Its catalog part is empty (ingest writes it so the shard counts as committed): diets skip it."""
+    from shards.catalog import CATALOG_SCHEMA, write_table
+    from shards.diets import member_ranges
+
+    offset, size = member_ranges(pa.array([], pa.string()), pa.array([], pa.string()))
+    assert offset.tolist() == size.tolist() == []
+    data = tmp_path / "d"
+    build_collection(mixed_sources, small_config(data))
+    catalog = read_catalog(Root(data), "pretrain")
+    lost = catalog.filter(pc.equal(catalog.column("shard"), "shard-000001")).num_rows
+    write_table(Root(data), "catalog/pretrain/clips/shard-000001.parquet", CATALOG_SCHEMA.empty_table())
+    manifest = write_diet(str(data), "all")
+    assert lost > 0 and manifest["clips"] == 9 - lost
+    assert "shard-000001" not in [s["shard"] for s in manifest["shards"]]
