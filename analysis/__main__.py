@@ -31,7 +31,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
                       + ", ".join(f"{s:.3f}" for s in scores) + f" ({len(scores)} seeds)")
 
     summary, pairs = probe(args.data, _list(args.models), _list(args.datasets), args.seeds, args.protocol,
-                           args.resamples, args.device, done)
+                           args.resamples, args.device, done, args.buffer_mb)
     for row in summary.to_pylist():
         console.print(f"{row['model']} · {row['task']}: {row['metric']} {row['mean']:.3f} ± {row['sd']:.3f} "
                       f"(95 % CI {row['ci_low']:.3f}–{row['ci_high']:.3f}, {row['n_seeds']} seeds)")
@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="paper", help="paper (default) or evar")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples for the intervals")
     p.add_argument("--device", help="cpu or cuda (default: the GPU when present)")
+    p.add_argument("--buffer-mb", type=int, help="training shuffle buffer in MiB (default 256; a probe holds "
+                   "about two buffers and a part, whatever the table's size)")
     p.set_defaults(func=cmd_probe)
 
     p = verbs.add_parser("rsa", help="RSA of models vs acoustic descriptors and models vs models")

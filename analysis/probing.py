@@ -28,6 +28,9 @@ from featurestore.tables import Root
 log = logging.getLogger(__name__)
 
 RESAMPLES = 10_000  # issue 9: 10,000 bootstrap resamples
+# The training split's shuffle buffer in MiB, whatever the width: 256 MiB is 65,536 rows of 1,024-d, 21,845
+# of v2's 3,072-d; a probe holds about two buffers and a part (analysis.probe.StreamSplit)
+BUFFER_MB = 256
 PROBES_SCHEMA = pa.schema([
     ("model", pa.string()), ("model_sha", pa.string()), ("task", pa.string()), ("dataset", pa.string()),
     ("seed", pa.int32()), ("protocol", pa.string()), ("metric", pa.string()), ("valid_score", pa.float64()),
@@ -69,16 +72,17 @@ def _label_ids(task: Task, classes: list[str]) -> dict[str, int]:
     return {c: i for i, c in enumerate(classes)}
 
 
-def task_data(root: Root, model: str, task: Task) -> TaskData:
+def task_data(root: Root, model: str, task: Task, buffer_mb: int = BUFFER_MB) -> TaskData:
+    """The task's splits as streamed parts. Everything per item stays columnar (Arrow): AVA has millions of
+    windows, and Python sets and dicts of their keys would grow with the table the probe must not hold."""
     items = tables.read(root, "items", ["key", "split", "label", "group", "limited_train"], dataset=task.dataset)
-    train_labels = pc.filter(items["label"], pc.equal(items["split"], "train"))
-    classes = sorted(set(train_labels.to_pylist()))
+    classes = sorted(pc.unique(pc.filter(items["label"], pc.equal(items["split"], "train"))).to_pylist())
     if task.positive:
         classes = sorted(classes, key=lambda c: c == task.positive)  # negative first, positive = 1
     ids = _label_ids(task, classes)
-    limited = set(pc.filter(items["key"], pc.fill_null(items["limited_train"], False)).to_pylist()) \
+    class_names, class_ids = pa.array(classes, pa.string()), pa.array([ids[c] for c in classes], pa.int64())
+    limited = pc.filter(items["key"], pc.fill_null(items["limited_train"], False)).combine_chunks() \
         if task.limited else None
-    groups = dict(zip(items["key"].to_pylist(), items["group"].to_pylist()))
     urls = tables.files(root, "embeddings", model=model, dataset=task.dataset)
     if not urls:
         raise FileNotFoundError(f"{root.url}: no {model} embeddings of {task.dataset}")
@@ -88,32 +92,33 @@ def task_data(root: Root, model: str, task: Task) -> TaskData:
             t = tables.read_file(root, url, ["key", "split", "label", "embedding"])
             mask = pc.equal(t["split"], split)
             if limited is not None and split == "train":
-                mask = pc.and_(mask, pc.is_in(t["key"], value_set=pa.array(sorted(limited), pa.string())))
+                mask = pc.and_(mask, pc.is_in(t["key"], value_set=limited))
             t = t.filter(mask)
-            unknown = set(t["label"].to_pylist()) - set(ids)
-            if unknown:  # no output could predict it: refuse rather than drop or mis-score those items
-                raise ValueError(f"{task.name}: {split} labels {sorted(unknown)[:5]} never occur in train")
-            y = np.array([ids[label] for label in t["label"].to_pylist()], np.int64)
+            index = pc.index_in(t["label"], value_set=class_names)
+            if index.null_count:  # no output could predict it: refuse rather than drop or mis-score those items
+                unknown = sorted(pc.unique(pc.filter(t["label"], pc.is_null(index))).to_pylist())
+                raise ValueError(f"{task.name}: {split} labels {unknown[:5]} never occur in train")
+            y = pc.take(class_ids, index).to_numpy()
             width = t.schema.field("embedding").type.list_size
             x = t["embedding"].combine_chunks().values.to_numpy(zero_copy_only=False).reshape(-1, width)
-            return x.astype(np.float32, copy=False), y
+            return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
         return load
 
-    splits = {s: StreamSplit([part(u, s) for u in urls]) for s in ("train", "valid", "test")}
-    test_keys, test_labels = [], []
-    for url in urls:
-        t = tables.read_file(root, url, ["key", "split", "label"])
-        t = t.filter(pc.equal(t["split"], "test"))
-        test_keys += t["key"].to_pylist()
-        test_labels += t["label"].to_pylist()
-    return TaskData(splits["train"], splits["valid"], splits["test"], classes, test_keys,
-                    [groups.get(k) for k in test_keys], test_labels)
+    schema = tables.committed_schema(root, "embeddings", {"model": model, "dataset": task.dataset})
+    buffer_rows = max(1, buffer_mb * 2**20 // (4 * schema.field("embedding").type.list_size))
+    splits = {s: StreamSplit([part(u, s) for u in urls], buffer_rows) for s in ("train", "valid", "test")}
+    test = [t.filter(pc.equal(t["split"], "test")) for t in (tables.read_file(root, u, ["key", "split", "label"])
+                                                              for u in urls)]
+    test_keys = pa.chunked_array([t["key"].combine_chunks() for t in test], pa.string())
+    groups = pc.take(items["group"], pc.index_in(test_keys, value_set=items["key"].combine_chunks()))
+    return TaskData(splits["train"], splits["valid"], splits["test"], classes, test_keys.to_pylist(),
+                    groups.to_pylist(), pa.chunked_array([t["label"] for t in test], pa.string()).to_pylist())
 
 
 def probe_one(root: Root, model: str, task: Task, seeds: list[int], cfg: ProbeConfig,
-              device: str | None = None) -> pa.Table:
+              device: str | None = None, buffer_mb: int = BUFFER_MB) -> pa.Table:
     """Train and score `seeds` probes of one (model, task); commit their rows and test predictions."""
-    data = task_data(root, model, task)
+    data = task_data(root, model, task, buffer_mb)
     if cfg.protocol == "paper":
         cfg = ProbeConfig.paper(epochs=task.epochs)
     sha = tables.manifest(root, "embeddings", {"model": model, "dataset": task.dataset})["lineage"]["model_sha"]
@@ -140,7 +145,8 @@ def probe_one(root: Root, model: str, task: Task, seeds: list[int], cfg: ProbeCo
         log.info("%s on %s seed %d: %s %.4f (epoch %d)", model, task.name, seed, result.metric, result.test_score,
                  result.best_epoch)
     probes = pa.Table.from_pylist(rows, schema=PROBES_SCHEMA)
-    meta = tables.lineage(model=model, model_sha=sha, task=task.name, probe=cfg.to_dict(), seeds=seeds)
+    meta = tables.lineage(model=model, model_sha=sha, task=task.name, probe=cfg.to_dict(), seeds=seeds,
+                          shuffle_buffer_rows=data.train.buffer_rows)
     partition = {"model": model, "task": task.name}
     tables.write(root, "probes", partition, probes, PROBES_SCHEMA, meta)
     tables.write(root, "predictions", partition, pa.concat_tables(preds), PREDICTIONS_SCHEMA, meta)
@@ -212,7 +218,8 @@ def summarise(root: Root, models: list[str], tasks: list[Task],
 
 def probe(data: str, models: list[str] | None, datasets: list[str] | None, seeds: int, protocol: str = "paper",
           resamples: int = RESAMPLES, device: str | None = None,
-          on_done: Callable[[str, str, pa.Table], None] | None = None) -> tuple[pa.Table, pa.Table]:
+          on_done: Callable[[str, str, pa.Table], None] | None = None,
+          buffer_mb: int | None = None) -> tuple[pa.Table, pa.Table]:
     """Probe every (model, task) the store has embeddings for (or those named), then summarise."""
     root = Root(data)
     models = models or models_embedded(root)
@@ -220,6 +227,9 @@ def probe(data: str, models: list[str] | None, datasets: list[str] | None, seeds
         raise ValueError(f"{root.url}: the store has no embeddings to probe (run `python -m featurestore embed`)")
     if seeds < 1:
         raise ValueError(f"seeds={seeds} must be >= 1")
+    buffer_mb = BUFFER_MB if buffer_mb is None else buffer_mb
+    if buffer_mb < 1:
+        raise ValueError(f"--buffer-mb {buffer_mb}: must be >= 1")
     cfg = ProbeConfig.evar() if protocol == "evar" else ProbeConfig.paper() if protocol == "paper" else None
     if cfg is None:
         raise ValueError(f"protocol={protocol!r}: expected paper or evar")
@@ -237,7 +247,7 @@ def probe(data: str, models: list[str] | None, datasets: list[str] | None, seeds
         for dataset in wanted:
             for task in tasks_of(root, dataset):
                 all_tasks[task.name] = task
-                result = probe_one(root, model, task, list(range(seeds)), cfg, device)
+                result = probe_one(root, model, task, list(range(seeds)), cfg, device, buffer_mb)
                 if on_done:
                     on_done(model, task.name, result)
     return summarise(root, models, list(all_tasks.values()), resamples)

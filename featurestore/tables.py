@@ -138,6 +138,14 @@ def manifest(root: Root, table: str, partition: dict[str, str]) -> dict[str, Any
     return json.loads(root.read_bytes(rel))
 
 
+def committed_schema(root: Root, table: str, partition: dict[str, str]) -> pa.Schema:
+    """The schema a partition was committed with (from its manifest: no data file is opened)."""
+    record = manifest(root, table, partition)
+    if record is None:
+        raise FileNotFoundError(f"{root.url_of(partition_dir(table, partition))}: nothing committed")
+    return pa.ipc.read_schema(pa.py_buffer(bytes.fromhex(record["schema"])))
+
+
 def commit(root: Root, table: str, partition: dict[str, str], entries: list[dict[str, Any]],
            lineage_: dict[str, Any], schema: pa.Schema, replace: bool = False) -> dict[str, Any]:
     """Name `entries` as the partition's contents (one atomic write), then delete parts no longer named.
