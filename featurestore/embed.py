@@ -31,7 +31,7 @@ from featurestore import items as items_mod
 from featurestore import tables
 from featurestore.audio import ShardAudio
 from featurestore.config import EmbedConfig
-from featurestore.models import ModelSpec, StoreModel, load, needs_stats, with_pooling
+from featurestore.models import ModelSpec, StoreModel, check_available, load, needs_stats, with_pooling
 from shards import layout
 from shards.catalog import collection_shards, read_catalog
 from shards.executor import bounded_map, make_executor
@@ -270,6 +270,8 @@ def embed(cfg: EmbedConfig, on_items: Callable[[str, int, int], None] | None = N
     datasets = list(cfg.datasets) or items_mod.datasets(root)
     if not datasets:
         raise ValueError(f"{root.url}: no transfer dataset to embed; ingest one with `python -m ingest transfer`")
+    for model_id in cfg.models:
+        check_available(root, model_id)
     results = []
     for model_id in cfg.models:
         for dataset in datasets:

@@ -133,18 +133,35 @@ def _random_encoder(arch: str, config: str | None):
     return Encoder(model_cfg)
 
 
-def load(root: Root, spec: ModelSpec, device: str = "cpu") -> StoreModel:
-    """Build the model a spec names, on `device`, in eval mode, with its fingerprint."""
-    kind, arg = parse_id(spec.id)
-    front = BYOLA.to_dict()
+def check_available(root: Root, model_id: str) -> None:
+    """Refuse, with one line, a model whose run or weights file is missing, before any work is done for it
+    (embed computes a dataset's train stats first, minutes at scale)."""
+    kind, arg = parse_id(model_id)
     if kind == "run":
         from training import checkpoint as ckpt
-        from training.models import Encoder, ModelConfig
 
         if not root.exists(ckpt.run_file(arg, ckpt.ENCODER)):
             runs = root.listdir("models")
             raise FileNotFoundError(f"{root.url}: no run {arg!r} ({ckpt.run_file(arg, ckpt.ENCODER)} is missing; "
                                     f"runs here: {runs or 'none'})")
+    elif arg.split(":")[0] == "random" and kind in ("byola-v1", "byola-v2"):
+        return
+    elif kind == "byola-v2":
+        raise ValueError(f"model {model_id!r}: byola-v2 takes 'random' (or 'random:<config>'); trained v2 "
+                         "models are runs: run:<name>")
+    else:
+        _file(arg, kind)
+
+
+def load(root: Root, spec: ModelSpec, device: str = "cpu") -> StoreModel:
+    """Build the model a spec names, on `device`, in eval mode, with its fingerprint."""
+    kind, arg = parse_id(spec.id)
+    check_available(root, spec.id)
+    front = BYOLA.to_dict()
+    if kind == "run":
+        from training import checkpoint as ckpt
+        from training.models import Encoder, ModelConfig
+
         state = ckpt.load(root, arg, ckpt.ENCODER)
         net = Encoder(ModelConfig.from_dict(state["model_config"]))
         net.load_state_dict(state["encoder"])
@@ -158,9 +175,6 @@ def load(root: Root, spec: ModelSpec, device: str = "cpu") -> StoreModel:
         from training.weights import load_v1
 
         net, name = load_v1(_file(arg, kind)), f"byola-v1-{_safe(Path(arg).stem)}"
-    elif kind == "byola-v2":
-        raise ValueError(f"model {spec.id!r}: byola-v2 takes 'random' (or 'random:<config>'); trained v2 "
-                         "models are runs: run:<name>")
     elif kind == "wavlm-base-plus":
         from featurestore.wavlm import load_wavlm
 

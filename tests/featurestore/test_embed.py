@@ -256,6 +256,22 @@ def test_a_missing_weights_file_is_one_line_saying_where_to_put_it(embedded_set,
     assert str(err.value) == f"{kind}: no file {path!r}; weights are never downloaded: {where}"
 
 
+def test_a_missing_weights_file_is_refused_before_any_work(embedded_set, tmp_path, monkeypatch):
+    """Every model is checked before the first one runs: the train stats of a dataset (minutes at scale)
+    and the embeddings of the models before it are never computed for a run that will fail."""
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the missing file was found")
+
+    monkeypatch.setattr(embed_mod, "dataset_stats", no_work)
+    monkeypatch.setattr(embed_mod, "embed_dataset", no_work)
+    missing = f"byola-v1:{tmp_path}/v1.pth"
+    cfg = EmbedConfig(data=embedded_set, models=("byola-v2:random", missing), datasets=("esc50",), device="cpu")
+    with pytest.raises(FileNotFoundError, match=f"byola-v1: no file '{tmp_path}/v1.pth'"):
+        embed(cfg)
+    with pytest.raises(ValueError, match="byola-v2 takes 'random'"):
+        embed(EmbedConfig(data=embedded_set, models=("byola-v2:mine.pth",), datasets=("esc50",), device="cpu"))
+
+
 def cli_error(capsys, argv: list[str]) -> str:
     capsys.readouterr()
     assert store_main(argv) == 1
