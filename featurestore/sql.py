@@ -76,6 +76,9 @@ def check_read_only(sql: str) -> None:
             kind = f"EXPLAIN {_explained(statement)}"
         elif statement.type in ALLOWED:
             continue
+        elif statement.type == duckdb.StatementType.MULTI:  # DuckDB expands such a PIVOT with a CREATE TYPE
+            raise ValueError("the store is read-only: a PIVOT that finds its own columns creates a type first; "
+                             "name them instead: PIVOT ... ON col IN ('a', 'b') USING ...")
         raise ValueError(f"the store is read-only: {kind} statements are refused (only SELECT and EXPLAIN SELECT run)")
 
 

@@ -100,6 +100,11 @@ def test_read_statements_run(embedded_set):
     assert sql.query(root, "EXPLAIN SELECT count(*) FROM items").num_rows >= 1
     assert sql.query(root, "SELECT 1 AS a; SELECT 2 AS a").to_pylist() == [{"a": 2}]  # the last statement's rows
     assert sql.query(root, "FROM rsa_items SELECT count(*) AS n").to_pylist() == [{"n": tables.rows(root, "rsa_items")}]
+    pivot = "PIVOT (SELECT label, split FROM items) ON split {} USING count(*) GROUP BY label ORDER BY label"
+    counts = sql.query(root, pivot.format("IN ('train', 'test')")).to_pylist()
+    assert [r["label"] for r in counts] == sorted({r["label"] for r in tables.read(root, "items").to_pylist()})
+    with pytest.raises(ValueError, match=r"a PIVOT that finds its own columns .* ON col IN \('a', 'b'\)"):
+        sql.query(root, pivot.format(""))
     for bad, message in (("SELEC 1", "SQL does not parse"), ("", "SQL is empty"),
                          ("SELECT * FROM nope", "SQL failed: Catalog Error")):
         with pytest.raises(ValueError, match=message) as err:
