@@ -6,8 +6,8 @@ registry would keep every one of them alive. `save_png` fixes the dpi and drops 
 that the same tables give byte-identical PNGs, and so byte-identical reports.
 
 Models are drawn in one order everywhere (`model_order`): trained models first (our `run-*` runs, then other
-trained checkpoints), then random-init encoders (`*-random`, `*-random-tiny`, hatched and lighter in Fig. 1, grey italic labels
-in the heat maps), then the baselines the paper compares (YAMNet, WavLM Base+).
+trained checkpoints), then random-init encoders (`*-random`, `*-random-tiny`, hatched and lighter in Fig. 1,
+grey italic labels in the heat maps), then the baselines the paper compares (YAMNet, WavLM Base+).
 """
 
 from __future__ import annotations
