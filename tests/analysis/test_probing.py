@@ -4,9 +4,10 @@ cap (issue 9: probes stream batches from Parquet however large the table; AVA is
 
 The cap is RLIMIT_DATA (private writable memory: the heap, numpy/torch/Arrow buffers), set in the probe's
 own process after its imports, so a probe that materialised the embeddings fails with MemoryError (tested).
-Allocator settings for that process are in ALLOCATOR (why: beside it). The store is written through the store's own writers (items with the AVA adapter in
-their lineage, embeddings in shard-sized parts), so the real CLI path runs: two tasks (full and limited),
-streamed splits, predictions, the movie bootstrap and the summary tables.
+Allocator settings for that process are in ALLOCATOR (why: beside it). The store is written through the
+store's own writers (items with the AVA adapter in their lineage, embeddings in shard-sized parts), so the
+real CLI path runs: two tasks (full and limited), streamed splits, predictions, the movie bootstrap and the
+summary tables. Measured: the probe's private memory rose about 265 MB above its imports on this table.
 """
 
 from __future__ import annotations
