@@ -16,7 +16,8 @@ from typing import Any
 import pyarrow as pa
 
 from shards import audio, layout
-from shards.catalog import CATALOG_SCHEMA, JSON_FIELDS, QUARANTINE_SCHEMA, table_metadata, write_table
+from shards.catalog import (CATALOG_DICTIONARY, CATALOG_SCHEMA, JSON_FIELDS, QUARANTINE_SCHEMA, table_metadata,
+                            write_table)
 from shards.shardfile import TarWriter, sample_json
 from shards.storage import Root
 
@@ -117,7 +118,7 @@ def write_shard(job: ShardJob) -> ShardResult:
     result = ShardResult(job.shard, len(catalog), sum(r["frames"] for r in catalog) / audio.SAMPLE_RATE,
                          size, sha, source_seconds, tuple(quarantined), per_corpus=per_corpus)
     write_table(root, part, pa.Table.from_pylist(catalog, schema=CATALOG_SCHEMA),
-                {"audiodiet.shard": {**result.to_dict(), "plan": digest}})
+                {"audiodiet.shard": {**result.to_dict(), "plan": digest}}, CATALOG_DICTIONARY)
     return result
 
 

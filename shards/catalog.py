@@ -27,6 +27,11 @@ QUARANTINE_SCHEMA = pa.schema([
     ("collection", pa.string()), ("corpus", pa.string()), ("source", pa.string()), ("key", pa.string()),
     ("stage", pa.string()), ("reason", pa.string()),
 ])
+# Catalog columns with few distinct values, dictionary-encoded in a part. The others (key, source, the numbers,
+# idx_line) barely repeat: a dictionary page first tried and then abandoned made a diet's read of a part's
+# idx_line 30 % slower.
+CATALOG_DICTIONARY = ["collection", "shard", "corpus", "domain", "subset", "split", "label", "speaker",
+                      "sample_rate", "source_rate", "source_channels", "codec", "extra"]
 # One row per shard of a collection: `shards/<collection>/index.parquet`.
 SHARD_INDEX_SCHEMA = pa.schema([
     ("shard", pa.string()), ("path", pa.string()), ("idx", pa.string()), ("clips", pa.int64()),
@@ -41,12 +46,14 @@ JSON_FIELDS = ("key", "collection", "shard", "corpus", "domain", "subset", "spli
                "start", "seconds", "frames", "sample_rate", "source_rate", "source_channels", "extra")
 
 
-def write_table(root: Root, rel: str, table: pa.Table, metadata: dict | None = None) -> None:
-    """Parquet (zstd) committed atomically; `metadata` values are stored as JSON."""
+def write_table(root: Root, rel: str, table: pa.Table, metadata: dict | None = None,
+                dictionary: list[str] | None = None) -> None:
+    """Parquet (zstd) committed atomically; `metadata` values are stored as JSON. `dictionary`: the only
+    columns to dictionary-encode (default: every column, Parquet's choice)."""
     if metadata:
         table = table.replace_schema_metadata({k: json.dumps(v) for k, v in metadata.items()})
     buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, compression="zstd")
+    pq.write_table(table, buf, compression="zstd", use_dictionary=True if dictionary is None else dictionary)
     root.write_bytes(rel, buf.getvalue().to_pybytes())
 
 
