@@ -47,8 +47,10 @@ def test_every_stage_is_measured_on_300_clips(tmp_path):
         assert r["seconds"] > 0 and r["peak_rss_mb"] > 0 and r["baseline"]["rss_mb"] > 0
         assert r["baseline"]["seconds"] > 0 and r["baseline"]["modules"] > 0 and math.isfinite(r["bytes_per_clip"])
         assert r["at_target"]["clips"] == TARGET_CLIPS
-        assert r["at_target"]["seconds"] >= r["baseline"]["seconds"] > 0
-        assert r["at_target"]["rss_mb"] >= r["baseline"]["rss_mb"]
+        # the line through two sizes never slopes down, so the target is at least what N measured (the
+        # baseline, measured apart, can land a few hundred KB either side of a flat stage's peak)
+        assert r["at_target"]["seconds"] >= r["seconds"] * (1 - 1e-9) and r["baseline"]["seconds"] > 0
+        assert r["at_target"]["rss_mb"] >= r["peak_rss_mb"] * (1 - 1e-9)
         for g in r["goals"].values():
             assert g["met"] == (g["at_target"] <= g["limit"])
     assert by_name["diet"]["goals"]["seconds"]["limit"] == 10 and by_name["diet"]["goals"]["rss_mb"]["limit"] == 500
