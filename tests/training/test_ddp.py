@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,9 +37,16 @@ def _train(data: str, out: Path, ranks: int, run: str, epochs: int, max_steps: i
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_addr", "127.0.0.1",
                 "--master_port", str(_free_port())] if ranks > 1 else []
     env = {**os.environ, "PYTHONPATH": str(TOP), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, *launcher, *args], cwd=TOP, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # its own process group: on a timeout the ranks torchrun started are killed too (they outlived a CI run)
+    proc = subprocess.Popen([sys.executable, *launcher, *args], cwd=TOP, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
     return [json.loads((out / f"rank-{r}.json").read_text()) for r in range(ranks)]
 
 
