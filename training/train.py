@@ -86,17 +86,20 @@ def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
 
 
 def _stats(cfg: TrainConfig, rank: int, world: int) -> dict:
-    """The diet's norm stats; computed once (rank 0) and stored when the diet has none yet."""
-    try:
-        return load_stats(cfg.data, cfg.diet)
-    except FileNotFoundError:
-        if rank == 0:
+    """The diet's norm stats; computed once (rank 0) and stored when the diet has none yet. Only rank 0 looks,
+    and every rank meets at the barrier: when each rank looked for itself, one that found the file rank 0 had
+    just written skipped the barrier rank 0 waited at, and both hung (seen in CI: rank 0 in the barrier, rank 1
+    in DDP's first collective)."""
+    if rank == 0:
+        try:
+            load_stats(cfg.data, cfg.diet)
+        except FileNotFoundError:
             log.warning("diet %s has no normalisation stats yet: computing them once from %d crops",
                         cfg.diet, cfg.stats_crops)
             compute_stats(cfg.data, cfg.diet, crops=cfg.stats_crops)
-        if world > 1:
-            torch.distributed.barrier()
-        return load_stats(cfg.data, cfg.diet)
+    if world > 1:
+        torch.distributed.barrier()
+    return load_stats(cfg.data, cfg.diet)
 
 
 def _batches(cfg: TrainConfig, table, sampler: Sampler, state: LoaderState, stats: dict,
