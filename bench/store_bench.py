@@ -263,14 +263,14 @@ def _esc50_like(src: Path) -> Path:
 
 
 def per_file_loop(src: Path, network, mean: float, std: float) -> dict[str, np.ndarray]:
-    """The naive peer: one original file at a time, decoded, resampled, log-mel'd and embedded alone."""
+    """The naive peer: one original file at a time, decoded, resampled, log-mel'd and embedded alone, through
+    the encoder's own forward (eval mode, no gradients): the loop a user writes first."""
     import soundfile as sf
     import soxr
     import torch
     import torchaudio
 
-    from training.models import embed
-
+    network.eval()
     mel = torchaudio.transforms.MelSpectrogram(
         sample_rate=16000, n_fft=1024, win_length=1024, hop_length=160, f_min=60, f_max=7800, n_mels=64,
         power=2.0, center=True, pad_mode="reflect", norm=None, mel_scale="htk")
@@ -279,7 +279,8 @@ def per_file_loop(src: Path, network, mean: float, std: float) -> dict[str, np.n
         wave, rate = sf.read(path, dtype="float32")
         wave = soxr.resample(wave, rate, 16000, "HQ").astype(np.float32)
         x = torch.log(mel(torch.from_numpy(wave))[None] + 1.1920929e-7)
-        out[path.name] = embed(network, ((x - mean) / std).unsqueeze(1))[0].numpy()
+        with torch.no_grad():
+            out[path.name] = network(((x - mean) / std).unsqueeze(1))[0].numpy()
     return out
 
 

@@ -65,6 +65,7 @@ import torch.nn.functional as F
 from featurestore.audio import SAMPLES_PER_MS, ShardAudio
 from featurestore.models import StoreModel
 from shards.frontend import BYOLA, FrontEnd, LogMel
+from training.models import folded_blocks, pool_relu
 
 log = logging.getLogger(__name__)
 
@@ -158,15 +159,6 @@ def eligible(items: pa.Table, fe: FrontEnd = BYOLA) -> np.ndarray:
     return window & (start % step == 0) & (length % step == 0) & (length >= 1000) & (start >= 0)
 
 
-def _pool_relu(y: torch.Tensor) -> torch.Tensor:
-    """MaxPool2d(2, 2) then ReLU of (..., mels, frames): the block's ReLU -> pool reordered (ReLU is monotone,
-    so they commute exactly) to run on a quarter of the values, and the pool as two strided maxima, ~4x
-    faster on CPU than max_pool2d (measured at 1 thread on block-1 shapes)."""
-    y = y[..., : y.shape[-2] // 2 * 2, : y.shape[-1] // 2 * 2]
-    y = torch.maximum(y[..., 0::2, :], y[..., 1::2, :])
-    return torch.maximum(y[..., 0::2], y[..., 1::2]).relu_()
-
-
 def _head(network: torch.nn.Module, conv: torch.Tensor) -> torch.Tensor:
     """(..., channels, mels', T') conv output -> (..., T', D): flattened channel fastest, MLP, v2's concat
     (as `training.models.Encoder.frames`)."""
@@ -175,31 +167,32 @@ def _head(network: torch.nn.Module, conv: torch.Tensor) -> torch.Tensor:
     return torch.cat([z, out], dim=-1) if network.cfg.arch == "v2" else out
 
 
-def _edge_convs(network: torch.nn.Module, x: torch.Tensor, side: str) -> torch.Tensor:
-    """The conv blocks on (W, 1, mels, frames) taken from one end of windows: zero padding in time only at
-    that end (the window's own edge, as per-window pads it), none at the cut, so every output is exact."""
+def _edge_convs(blocks: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor, side: str) -> torch.Tensor:
+    """The conv blocks (`folded_blocks`) on (W, 1, mels, frames) taken from one end of windows: zero padding in
+    time only at that end (the window's own edge, as per-window pads it), none at the cut, so every output is
+    exact."""
     pad = (1, 0) if side == "head" else (0, 1)
-    for block in range(network.cfg.blocks):
-        conv, bn = network.features[4 * block], network.features[4 * block + 1]
-        x = _pool_relu(bn(F.conv2d(F.pad(x, pad), conv.weight, conv.bias, padding=(1, 0))))
+    for weight, bias in blocks:
+        x = pool_relu(F.conv2d(F.pad(x, pad), weight, bias, padding=(1, 0)))
     return x
 
 
-def frame_features(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def frame_features(network: torch.nn.Module, x: torch.Tensor,
+                   blocks: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
     """(n_mels, T) normalised log-mel -> (T - 2**B + 1, D) features: row g is the encoder's output frame for
-    the block of 2**B log-mel frames starting at frame g, over every block phase (module docstring)."""
+    the block of 2**B log-mel frames starting at frame g, over every block phase (module docstring). `blocks`:
+    the network's `folded_blocks` when the caller keeps them (computed here otherwise)."""
     cfg = network.cfg
     if x.dim() != 2 or x.shape[0] != cfg.n_mels or x.shape[1] < 2 ** (cfg.blocks + 1):
         raise ValueError(f"log-mel shape {tuple(x.shape)}, expected ({cfg.n_mels}, >= {2 ** (cfg.blocks + 1)})")
     streams = [(0, x[None])]  # (phase in log-mel frames, (channels, mels, frames))
     with torch.no_grad():
-        for block in range(cfg.blocks):
-            conv, bn = network.features[4 * block], network.features[4 * block + 1]
+        for block, (weight, bias) in enumerate(blocks or folded_blocks(network)):
             lengths = [s.shape[-1] for _, s in streams]
             longest = max(lengths)  # zero columns appended: the conv pads with zeros there anyway
             batch = torch.stack([F.pad(s, (0, longest - s.shape[-1])) for _, s in streams])
-            out = bn(conv(batch))
-            streams = [(phase + offset * 2 ** block, _pool_relu(y[..., offset:n]))
+            out = F.conv2d(batch, weight, bias, padding=1)
+            streams = [(phase + offset * 2 ** block, pool_relu(y[..., offset:n]))
                        for (phase, _), n, y in zip(streams, lengths, out) for offset in (0, 1)]
         features = _head(network, torch.cat([s for _, s in streams], dim=-1))
         step = 2 ** cfg.blocks
@@ -251,6 +244,8 @@ class FramePooler:
         self.halo = HALO_BLOCKS * self.step
         self.pad = -(-(self.fe.n_fft // 2) // self.fe.hop_length)  # frames the STFT's half window reaches
         self.mel = LogMel(self.fe, model.device)
+        with torch.no_grad():
+            self.folded = folded_blocks(model.network)  # conv weights with the eval BatchNorm folded in
 
     def pool(self, recordings: Iterable[Recording], n: int) -> np.ndarray:
         """(n, width) embeddings: each recording's windows at their rows (rows no recording names stay 0).
@@ -329,7 +324,7 @@ class FramePooler:
         wave = np.asarray(read(first, end - first), np.float32)
         skip = lo - first // hop
         x = self.mel(wave[None])[0][:, skip: skip + hi - lo].to(self.model.device)
-        return frame_features(self.model.network, self._normalise(x)), wave, first
+        return frame_features(self.model.network, self._normalise(x), self.folded), wave, first
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.model.spec.mean) / self.model.spec.std
@@ -376,8 +371,8 @@ class FramePooler:
         tail_mel = mel[len(heads):, :, tail_first - cut:]
         network = self.model.network
         with torch.no_grad():
-            head = _edge_convs(network, self._normalise(head_mel.to(self.model.device)).unsqueeze(1), "head")
-            tail = _edge_convs(network, self._normalise(tail_mel.to(self.model.device)).unsqueeze(1), "tail")
+            head = _edge_convs(self.folded, self._normalise(head_mel.to(self.model.device)).unsqueeze(1), "head")
+            tail = _edge_convs(self.folded, self._normalise(tail_mel.to(self.model.device)).unsqueeze(1), "tail")
             return _head(network, head)[:, :edges], _head(network, tail)[:, -edges:]
 
     def embed_items(self, audio: ShardAudio, items: pa.Table) -> np.ndarray:

@@ -188,9 +188,6 @@ def load(root: Root, spec: ModelSpec, device: str = "cpu") -> StoreModel:
     if spec.mean is None or spec.std is None:
         raise ValueError(f"model {spec.id!r} carries no normalisation stats: give --norm-mean/--norm-std or "
                          "--stats-diet, or let embed compute the dataset's train-split stats")
-    # channels-last convolutions: a v2 forward over 49 five-second clips took 3.17 s contiguous and 2.31 s
-    # channels-last on 2 CPU cores (outputs within 2.2e-6); the fingerprint reads weights contiguous
-    net = net.to(memory_format=torch.channels_last)
     return _finish(StoreModel(spec, name, kind, net.cfg.embedding_dim, net, front_end=front), device)
 
 
@@ -241,8 +238,7 @@ def _byola_embed(model: StoreModel, waves: list[np.ndarray]) -> np.ndarray:
         chosen = order[start:end]
         x = mel(np.stack([padded[i] for i in chosen]).astype(np.float32))
         x = ((x.to(model.device) - model.spec.mean) / model.spec.std).unsqueeze(1)
-        x = x.contiguous(memory_format=torch.channels_last)
-        from training.models import embed
+        from training.models import embed  # channels-last, chunked, BatchNorm folded (its docstring)
 
         out[chosen] = embed(model.network, x).float().cpu().numpy()
         start = end

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ARCHS = ("v2", "v1")
@@ -94,14 +95,60 @@ def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+EVAL_CHUNK_FRAMES = 1024  # log-mel frames per inference pass (`embed`): the first block's activations stay cache-sized
+
+
+def pool_relu(y: torch.Tensor) -> torch.Tensor:
+    """MaxPool2d(2, 2) then ReLU of (..., mels, frames): the block's ReLU -> pool reordered (ReLU is monotone,
+    so they commute exactly) to run on a quarter of the values, and the pool as two strided maxima, ~4x
+    faster on CPU than max_pool2d (measured at 1 thread on block-1 shapes)."""
+    y = y[..., : y.shape[-2] // 2 * 2, : y.shape[-1] // 2 * 2]
+    y = torch.maximum(y[..., 0::2, :], y[..., 1::2, :])
+    return torch.maximum(y[..., 0::2], y[..., 1::2]).relu_()
+
+
+def folded_blocks(encoder: Encoder) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each conv block's (weight, bias) with its eval-mode BatchNorm folded in: w * s, (b - mean) * s + beta with
+    s = gamma / sqrt(var + eps). One pass over the block's activations instead of two (the BatchNorm pass was
+    15 % of a v2 forward on CPU); outputs equal the unfolded blocks' to float rounding (tests)."""
+    out = []
+    for block in range(encoder.cfg.blocks):
+        conv, bn = encoder.features[4 * block], encoder.features[4 * block + 1]
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        weight = (conv.weight * scale.view(-1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
+        out.append((weight, (bias - bn.running_mean) * scale + bn.bias))
+    return out
+
+
+def _eval_forward(encoder: Encoder, blocks: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+    """`Encoder.forward` in eval mode, with the folded blocks, pool before ReLU, and the concat pooled per part
+    (max and mean are per column, so pooling [conv, MLP] equals concatenating the parts' pools)."""
+    for weight, bias in blocks:
+        x = pool_relu(F.conv2d(x, weight, bias, padding=1))
+    z = x.permute(0, 3, 2, 1).flatten(2)  # (B, T', mels' * C), channel fastest (Encoder.frames)
+    out = pool(encoder.fc(z))
+    return torch.cat([pool(z), out], dim=-1) if encoder.cfg.arch == "v2" else out
+
+
 @torch.no_grad()
 def embed(encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
     """The embedding every downstream user takes: eval mode (BatchNorm running stats, no dropout), no
-    gradients, pooled as SPEC §2; `x` is already normalised with the model's own stats. The encoder's
-    training flag is restored afterwards."""
+    gradients, pooled as SPEC §2; `x` (B, 1, n_mels, frames) is already normalised with the model's own stats.
+    The encoder's training flag is restored afterwards.
+
+    Inference runs the same arithmetic as `Encoder.forward` reordered for speed (`folded_blocks`, `pool_relu`),
+    channels-last, EVAL_CHUNK_FRAMES log-mel frames at a time: on 2 CPU cores a v2 forward over 49 five-second
+    clips at once ran at 26 ms a clip, one clip at a time at 17 ms (its 400 MB of first-block activations
+    left the cache; bench `store`). Outputs equal `Encoder.forward`'s to float rounding (tests)."""
+    if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != encoder.cfg.n_mels:
+        raise ValueError(f"input shape {tuple(x.shape)}, expected (batch, 1, {encoder.cfg.n_mels}, frames)")
     was_training = encoder.training
     encoder.eval()
     try:
-        return encoder(x)
+        blocks = folded_blocks(encoder)
+        x = x.contiguous(memory_format=torch.channels_last)
+        step = max(1, EVAL_CHUNK_FRAMES // x.shape[-1])
+        return torch.cat([_eval_forward(encoder, blocks, x[i: i + step]) for i in range(0, len(x), step)])
     finally:
         encoder.train(was_training)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.models import Encoder, ModelConfig, embed, parameter_count, pool
+import training.models as models
+from training.models import Encoder, ModelConfig, embed, folded_blocks, parameter_count, pool, pool_relu
 from training.weights import load_v1, require_stats, v1_shapes
 
 
@@ -47,9 +48,56 @@ def test_embed_is_eval_mode_and_restores_training():
     assert encoder.training
 
 
+def _with_batchnorm_stats(encoder: Encoder) -> Encoder:
+    """Running stats and affine parameters away from their defaults, so folding them is really tested."""
+    gen = torch.Generator().manual_seed(3)
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=gen))
+            module.running_var.copy_(torch.rand(n, generator=gen) * 2 + 0.2)
+            module.weight.data.copy_(1 + 0.3 * torch.randn(n, generator=gen))
+            module.bias.data.copy_(torch.randn(n, generator=gen))
+    return encoder
+
+
+@pytest.mark.parametrize("cfg", [ModelConfig(), ModelConfig(arch="v1", d=512), ModelConfig(channels=8, d=64)])
+def test_embed_equals_the_plain_eval_forward(cfg, monkeypatch):
+    """embed's folded, reordered, chunked inference against Encoder.forward in eval mode: the same numbers up
+    to float rounding, whether the batch fits one chunk, is cut into several, or one input is longer than a
+    chunk (odd frame and mel counts crop as MaxPool2d does)."""
+    torch.manual_seed(0)
+    encoder = _with_batchnorm_stats(Encoder(cfg)).eval()
+    x = torch.randn(5, 1, 64, 333)
+    with torch.no_grad():
+        reference = encoder(x)
+    scale = reference.abs().max()
+    for chunk in (models.EVAL_CHUNK_FRAMES, 700, 100):  # 3 inputs, 2 inputs, 1 input (> chunk) per pass
+        monkeypatch.setattr(models, "EVAL_CHUNK_FRAMES", chunk)
+        torch.testing.assert_close(embed(encoder, x), reference, rtol=0, atol=2e-6 * scale)
+
+
+def test_folded_blocks_are_conv_then_eval_batchnorm():
+    torch.manual_seed(1)
+    encoder = _with_batchnorm_stats(Encoder(ModelConfig(channels=8, d=16))).eval()
+    x = torch.randn(2, 1, 64, 20)
+    (weight, bias), _ = folded_blocks(encoder)
+    with torch.no_grad():
+        expected = encoder.features[1](encoder.features[0](x))
+        torch.testing.assert_close(torch.nn.functional.conv2d(x, weight, bias, padding=1), expected,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_pool_relu_is_relu_then_maxpool():
+    y = torch.randn(2, 3, 9, 13)  # odd sizes: the last row and column are dropped, as MaxPool2d(2, 2) drops them
+    torch.testing.assert_close(pool_relu(y.clone()), torch.nn.functional.max_pool2d(y.relu(), 2), rtol=0, atol=0)
+
+
 def test_wrong_input_shape_is_one_clear_error():
     with pytest.raises(ValueError, match=r"expected \(batch, 1, 64, frames\)"):
         Encoder()(torch.randn(2, 64, 96))
+    with pytest.raises(ValueError, match=r"expected \(batch, 1, 64, frames\)"):
+        embed(Encoder(), torch.randn(2, 1, 32, 96))
     with pytest.raises(ValueError, match="arch='v3'"):
         ModelConfig(arch="v3")
 
