@@ -58,7 +58,7 @@ lock: | $(UV) ## re-resolve uv.lock from pyproject.toml on purpose (LOCK_FLAGS=-
 WEIGHTS ?= weights
 DEMO_MODELS = run:speech-v2-s42,run:nonspeech-v2-s42,run:all-v2-s42,byola-v2:random:tiny,byola-v2:random
 DEMO_BANNER = Synthetic demo, not the study: tiny models pre-trained for 3 epochs on a few minutes of synthetic \
-              audio, probed on a 50-clip ESC-50 look-alike and 26 short AVA-Speech-like movies. Every number is \
+              audio, probed on a 50-clip ESC-50 look-alike and 60 short AVA-Speech-like movies. Every number is \
               a real result of this run.
 
 demo: venv ## the whole pipeline on the built-in demo corpus: shards, tiny pre-training, store, probes, RSA, report

@@ -22,7 +22,7 @@ index s exactly; other rows go per-window, see `eligible`):
   s + 4k - 3 ... s + 4k + 6) lies in frames 4-96 equal per-window's exactly (v2 k = 2..22 of 25, v1 k =
   2..10 of 12), but the edge frames are where per-window's max lands in most dimensions (the padding makes
   strong responses: in 119 of the 192 dimensions of the demo's trained `all` run, in the first two frames),
-  so recording rows alone are too far from per-window. Measured on the demo's 26 AVA-like movies (2,652
+  so recording rows alone are too far from per-window. Measured on the 26 AVA-like movies the demo had then (2,652
   windows), max cosine distance with recording rows only: v2 random 0.036, v1 random 0.012, tiny random
   0.023, the demo's trained tiny runs 0.06-0.12. So the first and last `edges` output frames of each
   window are computed from its own samples (`_edge_frames`: a 7-frame head and an 8-frame tail of log-mel
