@@ -26,9 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurestore import frames
+from featurestore import frames, tables
 from featurestore import items as items_mod
-from featurestore import tables
 from featurestore.audio import ShardAudio
 from featurestore.config import EmbedConfig
 from featurestore.models import ModelSpec, StoreModel, check_available, load, needs_stats, with_pooling
@@ -36,6 +35,7 @@ from shards import layout
 from shards.catalog import collection_shards, read_catalog
 from shards.executor import bounded_map, make_executor
 from shards.frontend import BYOLA, LogMel
+from shards.malloc import retain_freed_memory
 from shards.storage import Root
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ def _model(data: str, spec: ModelSpec, device: str) -> StoreModel:
     """One loaded model per worker process (a worker embeds many shards with it)."""
     key = (data, spec, device)
     if key not in _CACHE:
+        retain_freed_memory()  # every batch reallocates the same large activations (shards.malloc)
         _CACHE.clear()
         _CACHE[key] = load(Root(data), spec, device)
     return _CACHE[key]

@@ -34,6 +34,7 @@ from shards.catalog import read_table, write_table
 from shards.diets import load_diet
 from shards.frontend import BYOLA, CROP_SAMPLES
 from shards.loader import compute_stats, dali_loader, load_stats, torch_loader
+from shards.malloc import retain_freed_memory
 from shards.sampler import LoaderState, Sampler
 from shards.storage import Root
 from shards.version import code_version
@@ -229,6 +230,8 @@ def pretrain(cfg: TrainConfig, progress: Progress | None = None,
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if cfg.device != "cpu" and torch.cuda.is_available() else "gloo")
     device = _device(cfg, local_rank)
+    if device.type == "cpu":
+        retain_freed_memory()  # every CPU step reallocates the same large tensors (shards.malloc)
     if cfg.sync_bn and device.type != "cuda":
         raise ValueError("sync_bn needs GPUs (SyncBatchNorm has no CPU implementation)")
     if cfg.batch_size % world:
