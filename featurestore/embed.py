@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -71,6 +72,43 @@ def device_of(cfg: EmbedConfig) -> str:
         raise ValueError("--device cuda: no CUDA GPU is visible here")
     return "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu" if cfg.device == "auto" \
         else cfg.device
+
+
+def gpu_workers(cfg: EmbedConfig, device: str) -> int:
+    """Local worker processes for a run: one per visible GPU when embedding on CUDA on a machine with several
+    (each takes its own GPU, `take_gpu`), otherwise `cfg.workers`. On a Dask cluster each worker uses the GPU
+    its cluster gave it (e.g. dask-cuda sets CUDA_VISIBLE_DEVICES per worker)."""
+    if device != "cuda" or cfg.scheduler:
+        return cfg.workers
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if gpus > 1 and cfg.workers not in (0, gpus):
+        log.warning("--workers %d on %d GPUs: running one worker per GPU", cfg.workers, gpus)
+    return gpus if gpus > 1 else cfg.workers
+
+
+def take_gpu(queue) -> None:
+    """Worker initializer: this process takes the next GPU index from `queue` and makes it the current device,
+    so the models and tensors it puts on "cuda" land there (one process per GPU)."""
+    import torch
+
+    index = queue.get()
+    torch.cuda.set_device(index)
+    log.info("embed worker %d on cuda:%d", os.getpid(), index)
+
+
+def _executor(cfg: EmbedConfig, device: str):
+    """The shared executor for a run's shard jobs: with several GPUs, one local process per GPU."""
+    workers = gpu_workers(cfg, device)
+    if device != "cuda" or cfg.scheduler or workers < 2:
+        return make_executor(cfg.workers, cfg.scheduler)
+    import multiprocessing
+
+    queue = multiprocessing.get_context("spawn").SimpleQueue()
+    for index in range(workers):
+        queue.put(index)
+    return make_executor(workers, initializer=take_gpu, initargs=(queue,))
 
 
 def stats_rel(dataset: str) -> str:
@@ -219,8 +257,9 @@ def embed_dataset(cfg: EmbedConfig, model_id: str, dataset: str,
     total, seen = items.num_rows, sum(e["rows"] for e in have.values())
     if on_items:
         on_items(seen, total)
-    with make_executor(cfg.workers, cfg.scheduler) as pool:
-        for shard, entry in bounded_map(pool, embed_job, jobs, in_flight=max(2, 2 * max(1, cfg.workers))):
+    with _executor(cfg, device) as pool:
+        in_flight = max(2, 2 * max(1, gpu_workers(cfg, device)))
+        for shard, entry in bounded_map(pool, embed_job, jobs, in_flight=in_flight):
             entries[shard] = entry
             seen += entry["rows"]
             if on_items:

@@ -38,9 +38,10 @@ def default_workers() -> int:
 
 
 @contextmanager
-def make_executor(workers: int | None = None, scheduler: str | None = None,
-                  jobqueue: str | None = None) -> Iterator[Executor]:
-    """An executor for `workers` local processes, a Dask `scheduler` address, or a jobqueue cluster."""
+def make_executor(workers: int | None = None, scheduler: str | None = None, jobqueue: str | None = None,
+                  initializer: Callable[..., None] | None = None, initargs: tuple = ()) -> Iterator[Executor]:
+    """An executor for `workers` local processes, a Dask `scheduler` address, or a jobqueue cluster.
+    `initializer(*initargs)` runs once in each local worker process as it starts (e.g. to take a GPU)."""
     if scheduler and jobqueue:
         raise ValueError("give either scheduler= (an existing Dask cluster) or jobqueue= (start one), not both")
     if scheduler or jobqueue:
@@ -64,7 +65,8 @@ def make_executor(workers: int | None = None, scheduler: str | None = None,
         return
     # spawn: workers start clean (no inherited threads/locks) and with the environment as it is *now*
     # (forkserver would keep the environment of its first use, e.g. AWS_* set later in a notebook).
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=initializer,
+                             initargs=initargs) as pool:
         yield pool
 
 
