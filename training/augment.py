@@ -109,7 +109,7 @@ def cubic_matrix(coords: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def resize_crop(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: torch.Tensor,
-                width: torch.Tensor, canvas_time: float) -> torch.Tensor:
+                width: torch.Tensor, canvas_time: float, out: torch.Tensor | None = None) -> torch.Tensor:
     """Crop each clip's canvas at (top, left, height, width) (canvas pixels, per clip) and resize it back
     to the input's size, bicubic. The canvas is the input centred in F x round(T * canvas_time) zeros.
 
@@ -123,27 +123,35 @@ def resize_crop(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: 
     cols = torch.arange(t, device=x.device, dtype=x.dtype) + 0.5
     y = top[:, None] + rows[None] * (height[:, None] / f) - 0.5  # (B, F) input row of each output row
     xs = left[:, None] + cols[None] * (width[:, None] / t) - 0.5 - pad  # (B, T) input column of each output column
-    return (cubic_matrix(y, f) @ x[:, 0] @ cubic_matrix(xs, t).transpose(1, 2)).unsqueeze(1)
+    rows = cubic_matrix(y, f) @ x[:, 0]
+    if out is None:
+        return (rows @ cubic_matrix(xs, t).transpose(1, 2)).unsqueeze(1)
+    torch.bmm(rows, cubic_matrix(xs, t).transpose(1, 2), out=out.view(b, f, t))
+    return out
 
 
-def random_resize_crop(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+def random_resize_crop(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
+    """Random Resize Crop of a batch (module docstring), into `out` (B, 1, F, T) when given."""
     b, _, f, t = x.shape
     canvas_t = round(t * cfg.canvas_time)
     height = (f * _uniform((b,), cfg.crop_min, cfg.crop_max, g, x.device)).round().clamp(1, f)
     width = (t * _uniform((b,), cfg.crop_min, cfg.crop_max, g, x.device)).round().clamp(1, canvas_t)
     top = (torch.rand(b, generator=g, device=x.device) * (f - height + 1)).floor()
     left = (torch.rand(b, generator=g, device=x.device) * (canvas_t - width + 1)).floor()
-    return resize_crop(x, top, left, height, width, cfg.canvas_time)
+    return resize_crop(x, top, left, height, width, cfg.canvas_time, out)
 
 
-def linear_fader(x: torch.Tensor, head: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
-    """Add a ramp over time from `head` to `tail` (per clip) to every frequency band."""
+def linear_fader(x: torch.Tensor, head: torch.Tensor, tail: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Add a ramp over time from `head` to `tail` (per clip) to every frequency band (`inplace`: into `x`, a
+    fresh crop the caller owns: one pass and no new 6 MB batch)."""
     ramp = torch.linspace(0, 1, x.shape[-1], device=x.device, dtype=x.dtype)
-    return x + (head[:, None] + (tail - head)[:, None] * ramp[None]).view(x.shape[0], 1, 1, -1)
+    ramps = (head[:, None] + (tail - head)[:, None] * ramp[None]).view(x.shape[0], 1, 1, -1)
+    return x.add_(ramps) if inplace else x + ramps
 
 
-def post_normalise(views: torch.Tensor) -> torch.Tensor:
-    """Normalise a batch of views to mean 0, std 1 over (batch, freq, time)."""
+def post_normalise(views: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Normalise a batch of views to mean 0, std 1 over (batch, freq, time) (`inplace`: overwrite `views`)."""
     flat = views.reshape(-1)
     n = flat.numel()
     # sum and sum of squares (a BLAS dot) in one pass each, instead of torch.std_mean's Welford pass, which
@@ -153,7 +161,8 @@ def post_normalise(views: torch.Tensor) -> torch.Tensor:
     total, squares = flat.sum().double(), torch.dot(flat, flat).double()
     mean = total / n
     std = ((squares - total * mean) / max(n - 1, 1)).clamp_min(0).sqrt()
-    return (views - mean.to(views.dtype)).div_(std.to(views.dtype) + EPS)
+    centred = views.sub_(mean.to(views.dtype)) if inplace else views - mean.to(views.dtype)
+    return centred.div_(std.to(views.dtype) + EPS)
 
 
 class Augment:
@@ -163,20 +172,25 @@ class Augment:
         self.cfg = cfg
         self.memory = MixupMemory(cfg.mixup_memory, shape, device)
 
-    def view(self, x: torch.Tensor, g: torch.Generator, x_exp: torch.Tensor | None = None) -> torch.Tensor:
+    def view(self, x: torch.Tensor, g: torch.Generator, x_exp: torch.Tensor | None = None,
+             out: torch.Tensor | None = None) -> torch.Tensor:
+        """One augmented view of the batch, written into `out` when given (a half of the 2B views: no concat)."""
         partners = self.memory.partners(len(x), g)
         if partners is not None and self.cfg.mixup_alpha > 0:
             x = mix(x, partners, _uniform((len(x),), 0.0, self.cfg.mixup_alpha, g, x.device), x_exp)
-        x = random_resize_crop(x, self.cfg, g)
+        x = random_resize_crop(x, self.cfg, g, out)
         if self.cfg.fader:
             gain = self.cfg.fader_gain
             x = linear_fader(x, _uniform((len(x),), -gain, gain, g, x.device),
-                             _uniform((len(x),), -gain, gain, g, x.device))
+                             _uniform((len(x),), -gain, gain, g, x.device), inplace=True)  # x: the crop's output
         return x
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(view 1, view 2) of the normalised batch `x`, then `x` joins the Mixup memory."""
         x_exp = x.exp() if self.memory.filled and self.cfg.mixup_alpha > 0 else None
-        views = post_normalise(torch.cat([self.view(x, g, x_exp), self.view(x, g, x_exp)]))
+        views = torch.empty((2 * len(x), *x.shape[1:]), device=x.device, dtype=x.dtype)
+        self.view(x, g, x_exp, views[: len(x)])
+        self.view(x, g, x_exp, views[len(x):])
+        views = post_normalise(views, inplace=True)
         self.memory.push(x)
         return views[: len(x)], views[len(x):]
