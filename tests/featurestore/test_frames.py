@@ -6,6 +6,7 @@ pooling is part of the fingerprint; `--pooling windows` stores exactly the per-w
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from featurestore.embed import ITEM_COLUMNS, _by_shard, _shard_of, dataset_stats
 from featurestore.frames import FramePooler, Recording, cosine_distances, frame_features
 from featurestore.models import ModelSpec, StoreModel, load, with_pooling
 from ingest.synth import nonspeech, speechlike
+from training.models import folded_blocks
 from shards.storage import Root
 from tests.featurestore.conftest import TINY, TINY_NAME, copy_of
 
@@ -72,6 +74,44 @@ def test_recording_rows_are_the_encoders_frames_at_every_block_phase(tmp_path, a
         # phase 0 is the same input; later phases differ only in frame 0, whose first conv sees zeros there
         first = 0 if phase == 0 else 1
         torch.testing.assert_close(got[first:], own[first:], rtol=1e-6, atol=1e-6)
+
+
+def with_random_batchnorm(model: StoreModel, seed: int = 0) -> torch.nn.Module:
+    """A copy of the model's encoder whose BatchNorm layers have random running stats and affine parameters, so
+    folding them into the convs (`folded_blocks`) moves every output."""
+    net = copy.deepcopy(model.network).eval()
+    generator = torch.Generator().manual_seed(seed)
+    for bn in (m for m in net.features if isinstance(m, torch.nn.BatchNorm2d)):
+        n = bn.num_features
+        bn.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+        bn.running_var.copy_(torch.rand(n, generator=generator) * 2 + 0.1)
+        bn.weight.data.copy_(torch.randn(n, generator=generator))
+        bn.bias.data.copy_(torch.randn(n, generator=generator) * 0.3)
+    return net
+
+
+# -- edge frames ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["v2", "v1"])
+def test_edge_convs_in_chunks_equal_one_batch_and_the_encoders_own_layers(tmp_path, monkeypatch, arch):
+    """Edge convs run EDGE_CONV_WINDOWS windows at a time on CPU: bit for bit what one conv over the whole batch
+    gives (the per-window-batched arithmetic they replaced), and to float rounding what the encoder's own
+    unfolded layers (conv, BatchNorm, ReLU, max-pool, zero padding on both sides) give on whole windows."""
+    net = with_random_batchnorm(tiny(tmp_path, arch))
+    blocks, step = folded_blocks(net), 2 ** net.cfg.blocks
+    head_frames, tail_first = (7, 93) if arch == "v2" else (15, 81)  # one edge frame (FramePooler._geometry)
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(11, 1, 64, 101)).astype(np.float32))
+    monkeypatch.setattr(frames, "EDGE_CONV_WINDOWS", 11)
+    whole = [frames._edge_convs(blocks, x[..., :head_frames], "head"),
+             frames._edge_convs(blocks, x[..., tail_first:], "tail")]
+    monkeypatch.setattr(frames, "EDGE_CONV_WINDOWS", 4)  # 4 + 4 + 3
+    chunked = [frames._edge_convs(blocks, x[..., :head_frames], "head"),
+               frames._edge_convs(blocks, x[..., tail_first:], "tail")]
+    assert all(torch.equal(a, b) for a, b in zip(whole, chunked))
+    with torch.no_grad():
+        own = net.features(x)  # (11, C, mels', 101 // step)
+    assert chunked[0].shape[-1] == chunked[1].shape[-1] == 1 and own.shape[-1] == 101 // step
+    torch.testing.assert_close(chunked[0][..., 0], own[..., 0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunked[1][..., 0], own[..., -1], rtol=1e-5, atol=1e-5)
 
 
 def test_rows_refuse_a_log_mel_shorter_than_two_blocks(tmp_path):
