@@ -114,6 +114,21 @@ def test_edge_convs_in_chunks_equal_one_batch_and_the_encoders_own_layers(tmp_pa
     torch.testing.assert_close(chunked[1][..., 0], own[..., -1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(("step", "count"), [(4, 21), (8, 10), (4, 1), (2, 2), (4, 7)])
+def test_interior_max_and_sum_slide_as_each_windows_own_rows_give(monkeypatch, step, count):
+    """`_interior_max_sum` against each window's rows starts + step k gathered and reduced: the max exactly, the
+    sum to float rounding; unsorted, repeated and far-apart starts, across SLIDE_ROWS chunks."""
+    rng = np.random.default_rng(step * 100 + count)
+    rows = torch.from_numpy(rng.normal(size=(400, 24)).astype(np.float32)).relu()
+    reach = step * (count - 1)
+    starts = np.concatenate([rng.permutation(np.arange(0, 120)), [5, 5, 399 - reach], rng.integers(200, 300, 9)])
+    monkeypatch.setattr(frames, "SLIDE_ROWS", 32)
+    top, total = frames._interior_max_sum(rows, starts, step, count)
+    gathered = rows[torch.from_numpy(starts)[:, None] + step * torch.arange(count)]  # (W, count, D)
+    assert torch.equal(top, gathered.amax(dim=1))
+    torch.testing.assert_close(total, gathered.sum(dim=1), rtol=1e-6, atol=1e-5)
+
+
 def test_rows_refuse_a_log_mel_shorter_than_two_blocks(tmp_path):
     with pytest.raises(ValueError, match=r"log-mel shape \(64, 7\), expected \(64, >= 8\)"):
         frame_features(tiny(tmp_path).network, torch.zeros(64, 7))
