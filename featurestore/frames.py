@@ -26,9 +26,11 @@ index s exactly; other rows go per-window, see `eligible`):
   windows), max cosine distance with recording rows only: v2 random 0.036, v1 random 0.012, tiny random
   0.023, the demo's trained tiny runs 0.06-0.12. So the first and last `edges` output frames of each
   window are computed from its own samples (`_edge_frames`: a 7-frame head and an 8-frame tail of log-mel
-  for v2, 15 and 20 for v1, through convs that pad only at the window's end), and only the interior comes
-  from the recording. With edges = 1 (the default): max 0.0014 (v2 random; 0.0049 on the bench's synthetic
-  recording), 0.0002 (v1 random), 0.0009 (tiny random), 0.0012 and 0.0009 (trained runs); probe AP
+  for v2, 15 and 20 for v1, through convs that pad only at the window's end; of those log-mel frames only
+  the 4 at each end that the window's reflect padding reaches come from its own STFT, the others are the
+  recording's, which equal them), and only the interior comes from the recording. With edges = 1 (the
+  default): max 0.0014 (v2 random; 0.0049 on the bench's synthetic recording), 0.0002 (v1 random), 0.0009
+  (tiny random), 0.0012 and 0.0009 (trained runs); probe AP
   (analysis.probe, paper protocol, 10 epochs, seeds 0-2) within 0.005 of per-window for every seed, seed
   means within 0.0021 (one seed's AP can move more from probe noise alone: 0.0066 on the fixture for
   inputs 5e-5 apart; the tests compare seed means and a convex probe, sklearn's LogisticRegression). With
@@ -298,7 +300,7 @@ class FramePooler:
             chosen = order[group]
             lo = max(0, int(first[chosen].min()) - self.halo)
             hi = min(total, int(last[chosen].max()) + self.step + self.halo)
-            rows, wave, at = self._rows(rec.read, samples, lo, hi)
+            rows, mel, wave, at = self._rows(rec.read, samples, lo, hi)
             for duration in np.unique(duration_ms[chosen]).tolist():
                 same = chosen[duration_ms[chosen] == duration]
                 blocks, edges = self._geometry(duration)[:2]
@@ -306,7 +308,8 @@ class FramePooler:
                     part = same[begin: begin + POOL_WINDOWS]
                     top, sums = _interior_max_sum(rows, first[part] - lo + self.step * edges, self.step,
                                                   blocks - 2 * edges)
-                    spans = self._edge_spans(wave, first[part] * self.fe.hop_length - at, duration) if edges else ()
+                    spans = self._edge_spans(wave, first[part] * self.fe.hop_length - at, mel, first[part] - lo,
+                                             duration) if edges else ()
                     yield duration, rec.rows[part], top, sums, spans
 
     def _blocks(self, duration_ms: np.ndarray) -> np.ndarray:
@@ -317,46 +320,68 @@ class FramePooler:
         """Windows of one duration: K output frames, edge frames per end, the head's log-mel frames 0 ... L - 1
         (L = 2 (... (2 edges + 1) ...) + 1: what its frames depend on), the tail's first log-mel frame a (one
         frame before the pairs each block pools, down the blocks; the tail runs to the window's end), and
-        the samples of each edge span (equal for head and tail, so one front-end call takes both)."""
+        the samples of each edge span: 2 pad - 1 hops, enough for the pad frames at its end of the window that
+        the window's reflect padding reaches (frames 0 ... pad - 1 and F - pad + 1 ... F, `_edge_spans`), equal
+        for head and tail so one front-end call takes both."""
         blocks = int(self._blocks(np.array([duration_ms]))[0])
         edges = min(self.edges, (blocks - 1) // 2)  # at least one interior frame
         head_frames, tail_first = edges, blocks - edges
         for _ in range(self.blocks):
             head_frames, tail_first = 2 * head_frames + 1, 2 * tail_first - 1
-        frames = duration_ms * SAMPLES_PER_MS // self.fe.hop_length  # the window's last log-mel frame
-        span = max(head_frames - 1 + self.pad, frames - tail_first + self.pad) * self.fe.hop_length
+        span = (2 * self.pad - 1) * self.fe.hop_length
         return blocks, edges, head_frames, tail_first, min(span, duration_ms * SAMPLES_PER_MS)
 
     def _rows(self, read: Callable[[int, int], np.ndarray], samples: int, lo: int,
-              hi: int) -> tuple[torch.Tensor, np.ndarray, int]:
+              hi: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, int]:
         """Rows lo ... hi - 2**B of the recording (from its log-mel frames lo ... hi - 1, as the whole recording's
-        centred STFT gives them), the samples read for them and the first one's index."""
+        centred STFT gives them), those frames normalised, the samples read for them and the first one's index."""
         hop = self.fe.hop_length
         first = max(0, (lo - self.pad) * hop)
         end = min(samples, (hi - 1 + self.pad) * hop)
         wave = np.asarray(read(first, end - first), np.float32)
         skip = lo - first // hop
-        x = self.mel(wave[None])[0][:, skip: skip + hi - lo].to(self.model.device)
-        return frame_features(self.model.network, self._normalise(x), self.folded), wave, first
+        x = self._normalise(self.mel(wave[None])[0][:, skip: skip + hi - lo].to(self.model.device))
+        return frame_features(self.model.network, x, self.folded), x, wave, first
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.model.spec.mean) / self.model.spec.std
 
-    def _edge_spans(self, wave: np.ndarray, offsets: np.ndarray, duration_ms: int) -> tuple[np.ndarray, np.ndarray]:
-        """The samples the edge frames need: each window's first and last `span` samples (W, span) x 2."""
-        span, length = self._geometry(duration_ms)[4], duration_ms * SAMPLES_PER_MS
+    def _edge_spans(self, wave: np.ndarray, offsets: np.ndarray, mel: torch.Tensor, starts: np.ndarray,
+                    duration_ms: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]:
+        """What the edge frames need: each window's first and last `span` samples (W, span) x 2, for the log-mel
+        frames its own reflect padding reaches, and its other head and tail frames (W, mels, frames) x 2 from
+        the recording's normalised log-mel `mel` (windows' frame 0 at columns `starts`): a frame wholly inside
+        the window sees the recording's samples, so it is the recording's frame. 12 frames per span before
+        (the whole head and tail from the window's samples); 8 now (v2: the edges' front end 0.60 -> 0.41 CPU s
+        on the bench's 60-s recording, one thread)."""
+        _, _, head_frames, tail_first, span = self._geometry(duration_ms)
+        length = duration_ms * SAMPLES_PER_MS
+        own_head, own_tail = self._own(duration_ms)
         heads = np.stack([wave[o: o + span] for o in offsets])
         tails = np.stack([wave[o + length - span: o + length] for o in offsets])
-        return heads, tails
+        at = torch.from_numpy(starts).to(mel.device)[:, None]
+        columns = mel.T  # (frames, mels)
+        last = length // self.fe.hop_length  # the window's last log-mel frame
+        head_rec = columns[at + torch.arange(own_head, head_frames, device=mel.device)].transpose(1, 2)
+        tail_rec = columns[at + torch.arange(tail_first, last + 1 - own_tail, device=mel.device)].transpose(1, 2)
+        return heads, tails, head_rec, tail_rec
+
+    def _own(self, duration_ms: int) -> tuple[int, int]:
+        """Log-mel frames at the head and at the tail of a window that its own reflect padding reaches (the
+        pad frames whose n_fft window crosses the window's edge; all of the head or tail if it is shorter)."""
+        _, _, head_frames, tail_first, _ = self._geometry(duration_ms)
+        last = duration_ms * SAMPLES_PER_MS // self.fe.hop_length
+        return min(self.pad, head_frames), min(self.pad, last + 1 - tail_first)
 
     def _flush(self, duration_ms: int, parts: list[tuple], out: np.ndarray) -> None:
         """Edge frames of the pending windows of one duration, then their embeddings into `out`."""
         rows = np.concatenate([p[0] for p in parts])
         top, total = torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
         heads, tails = np.concatenate([p[3][0] for p in parts]), np.concatenate([p[3][1] for p in parts])
+        head_rec, tail_rec = torch.cat([p[3][2] for p in parts]), torch.cat([p[3][3] for p in parts])
         for begin in range(0, len(rows), EDGE_WINDOWS):
             part = slice(begin, begin + EDGE_WINDOWS)
-            head, tail = self._edge_frames(heads[part], tails[part], duration_ms)
+            head, tail = self._edge_frames(heads[part], tails[part], head_rec[part], tail_rec[part], duration_ms)
             for frame in itertools.chain(head.unbind(1), tail.unbind(1)):
                 torch.maximum(top[part], frame, out=top[part])
                 total[part] += frame
@@ -365,12 +390,13 @@ class FramePooler:
     def _finish(self, top: torch.Tensor, total: torch.Tensor, duration_ms: int) -> np.ndarray:
         return (top + total / self._geometry(duration_ms)[0]).float().cpu().numpy()
 
-    def _edge_frames(self, heads: np.ndarray, tails: np.ndarray, duration_ms: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _edge_frames(self, heads: np.ndarray, tails: np.ndarray, head_rec: torch.Tensor, tail_rec: torch.Tensor,
+                     duration_ms: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first and last `edges` output frames of windows, as per-window computes them, from their edge
-        spans (`_geometry`): the head's log-mel frames carry the window's reflect padding at its start, the
-        tail's at its end, and `_edge_convs` zero-pads only at those ends."""
-        _, edges, head_frames, tail_first, span = self._geometry(duration_ms)
-        cut = duration_ms * SAMPLES_PER_MS // self.fe.hop_length - span // self.fe.hop_length  # tail's first frame
+        spans and recording frames (`_edge_spans`): the head's first log-mel frames carry the window's reflect
+        padding at its start, the tail's last at its end, and `_edge_convs` zero-pads only at those ends."""
+        edges = self._geometry(duration_ms)[1]
+        own_head, own_tail = self._own(duration_ms)
         # the reference's own front-end arithmetic (on CPU: scipy; torch.stft differs from it by up to 1e-3 in
         # the log of quiet bins, which the edge frames would carry into the max), in calls of
         # EDGE_SPANS_PER_CALL spans: 8 at a time, a busy 2-core machine spent a quarter of the time in the
@@ -380,12 +406,13 @@ class FramePooler:
             mel = torch.from_numpy(self.mel._numpy(spans, chunk=EDGE_SPANS_PER_CALL))
         else:
             mel = self.mel(spans)
-        head_mel = mel[: len(heads), :, :head_frames]
-        tail_mel = mel[len(heads):, :, tail_first - cut:]
+        mel = self._normalise(mel.to(self.model.device))
+        head_mel = torch.cat([mel[: len(heads), :, :own_head], head_rec], dim=-1)
+        tail_mel = torch.cat([tail_rec, mel[len(heads):, :, mel.shape[-1] - own_tail:]], dim=-1)
         network = self.model.network
         with torch.no_grad():
-            head = _edge_convs(self.folded, self._normalise(head_mel.to(self.model.device)).unsqueeze(1), "head")
-            tail = _edge_convs(self.folded, self._normalise(tail_mel.to(self.model.device)).unsqueeze(1), "tail")
+            head = _edge_convs(self.folded, head_mel.unsqueeze(1), "head")
+            tail = _edge_convs(self.folded, tail_mel.unsqueeze(1), "tail")
             return _head(network, head)[:, :edges], _head(network, tail)[:, -edges:]
 
     def embed_items(self, audio: ShardAudio, items: pa.Table) -> np.ndarray:

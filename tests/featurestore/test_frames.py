@@ -141,6 +141,10 @@ def test_two_edge_frames_give_per_window_to_float_rounding(tmp_path, wave, arch)
     starts = np.concatenate([np.arange(0, 400, 10), [1230, 1990, 2500]])  # every phase, and past the end
     got = FramePooler(model, edges=2).pool([recording(wave, starts)], len(starts))
     np.testing.assert_allclose(got, per_window(model, wave, starts), rtol=1e-5, atol=1e-6)
+    for duration in (1230, 1500):  # the edges' own and recording log-mel frames for other window lengths
+        starts = np.array([0, 10, 30, 770, 1500])
+        got = FramePooler(model, edges=2).pool([recording(wave, starts, duration)], len(starts))
+        np.testing.assert_allclose(got, per_window(model, wave, starts, duration), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ["v2", "v1"])
