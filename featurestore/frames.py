@@ -36,8 +36,10 @@ index s exactly; other rows go per-window, see `eligible`):
   inputs 5e-5 apart; the tests compare seed means and a convex probe, sklearn's LogisticRegression). With
   edges = 2 every frame is per-window's own (equal to float rounding, tested). The edges bound the
   speed-up: each window still costs 2 * edges MLP frames and ~4 conv frames of its own, so v2 at full
-  width gains ~25 / (1 + 2) = 8x at most in MLP work (`make bench`, 10 min, one thread: 11x in CPU time;
-  recording rows alone 40x).
+  width gains ~25 / (1 + 2) = 8x at most in MLP work (bench/frames_bench.py, 10 min, one thread, CPU time:
+  1,259 windows/s against per-window's 212, 5.9x; recording rows alone 4,408/s, 20.8x). What is left per
+  window is mostly its own: 2 MLP frames (~0.2 ms), the edge convs (~0.25 ms: the second block at ~80
+  GFLOP/s, the first bound by memory) and 16 STFT frames (~0.07 ms); the recording's rows ~0.17 ms.
 - a window pools its K frames (head, interior rows s + 2**B k, tail) as the reference does (amax + mean
   over the K frames): the max exactly, the sum in another order (float rounding): windows on one block phase
   share all but one interior row with their neighbour, so the interior's max and sum are sliding reductions
