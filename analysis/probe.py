@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -386,7 +387,12 @@ def _evaluate(model: nn.Module, split: Split, loss_fn: nn.Module, binary: bool, 
 
 
 def _tensor(x: np.ndarray, device: str) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device, non_blocking=True)
+    """A batch as a tensor without a copy. Batches are zero-copy views of Arrow buffers, which are read-only;
+    the probe only reads its inputs, so torch's warning about non-writable arrays is silenced here (it printed a
+    traceback-like line in every probe run)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device, non_blocking=True)
 
 
 def _target(y: np.ndarray, binary: bool, device: str) -> torch.Tensor:

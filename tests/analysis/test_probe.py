@@ -259,3 +259,19 @@ def test_streamed_training_memory_does_not_grow_with_the_table():
     assert report["rows"] == 2_000_000 and report["ap"] > 0.6  # it learned (one epoch at lr 1e-4)
     assert report["after"] - report["before"] < table / 6  # measured: 45 MB
     assert report["after"] < 4 * 2**30
+
+
+def test_read_only_arrow_batches_become_tensors_without_a_warning():
+    """Batches are zero-copy views of Arrow buffers (read-only); the probe reads them without a copy and without
+    torch's non-writable warning, which every probe run used to print."""
+    import warnings
+
+    from analysis.probe import _tensor
+
+    batch = np.arange(12, dtype=np.float32).reshape(4, 3)
+    batch.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = _tensor(batch, "cpu")
+    assert tensor.data_ptr() == batch.ctypes.data  # no copy
+    torch.testing.assert_close(tensor, torch.arange(12, dtype=torch.float32).reshape(4, 3))
