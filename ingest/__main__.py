@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ingest import demo, lease
+from ingest import demo
 from ingest.config import IngestConfig
 from ingest.engine import Progress as EngineProgress
 from ingest.engine import Summary, build_collection, write_pretrain_diets
 from ingest.sources import keep_whole, load_config, parse_cli_source
 from ingest.windows import write_windows
-from shards import layout
+from shards import layout, lease
 from shards.configs import add_arguments, from_args, from_mapping
 from shards.errors import run_command
 

@@ -17,15 +17,21 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from ingest import lease
-from ingest.collection import (FingerprintMismatch, Outcomes, decode_quarantine_counts, finish, frozen_plan,
-                               shard_count, shard_jobs)
+from ingest.collection import (
+    FingerprintMismatch,
+    Outcomes,
+    decode_quarantine_counts,
+    finish,
+    frozen_plan,
+    shard_count,
+    shard_jobs,
+)
 from ingest.config import IngestConfig, Source
 from ingest.fingerprint import fingerprint
 from ingest.listing import list_sources
 from ingest.plan import release_memory
 from ingest.write import ShardResult, write_shard
-from shards import layout
+from shards import layout, lease
 from shards.catalog import PURPOSES, arrow_on_c_heap
 from shards.diets import write_default_diets
 from shards.executor import bounded_map, default_workers, make_executor
@@ -146,11 +152,10 @@ def build_collection(sources: Sequence[Source], cfg: IngestConfig, progress: Pro
 
 def write_pretrain_diets(data: str, wait: float = lease.DIETS_WAIT_SECONDS) -> dict[str, dict]:
     """The default diets over every complete pre-training collection under `data`, written holding the
-    diets' lease (`lease.held_diets`): after two ingests of different collections finish at once, the
-    diets are those of the run that wrote last, which saw both collections complete. Returns
+    diets' lease (`shards.diets.write_diets` takes it): after two ingests of different collections finish at
+    once, the diets are those of the run that wrote last, which saw both collections complete. Returns
     {diet: manifest}."""
-    with lease.held_diets(Root(data), wait):
-        return write_default_diets(data)
+    return write_default_diets(data, wait)
 
 
 def _remove_stale_temporaries(root: Root, collection: str) -> None:

@@ -15,6 +15,7 @@ from shards.config import BACKENDS, LoaderConfig, RemoteConfig, VerifyConfig
 from shards.configs import add_arguments, from_args
 from shards.diets import DIETS, write_default_diets, write_diet
 from shards.errors import run_command
+from shards.lease import DIETS_WAIT_SECONDS
 from shards.storage import Root
 from shards.verify import verify
 
@@ -44,10 +45,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_diet(args: argparse.Namespace) -> int:
     if args.diet is None and not args.corpora and not args.collection:
-        manifests = write_default_diets(args.data)  # skips (with a warning) a diet that selects nothing
+        manifests = write_default_diets(args.data, args.wait)  # skips (with a warning) a diet that selects nothing
     else:
         manifests = {diet: write_diet(args.data, diet, args.corpora.split(",") if args.corpora else None,
-                                      args.collection) for diet in args.diet or list(DIETS)}
+                                      args.collection, args.wait) for diet in args.diet or list(DIETS)}
     for diet, manifest in manifests.items():
         console.print(f"diet {diet}: {manifest['clips']} clips, {manifest['seconds'] / 3600:.3f} h, "
                       f"{len(manifest['shards'])} shard indexes")
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--diet", action="append", default=None, help=f"diet name (repeatable; {', '.join(DIETS)})")
     d.add_argument("--corpora", help="comma-separated corpora for a custom diet")
     d.add_argument("--collection", action="append", help="collections to draw from (default: all complete)")
+    d.add_argument("--wait", type=float, default=DIETS_WAIT_SECONDS, metavar="SECONDS",
+                   help="how long to wait while another run (an ingest, another `shards diet`) writes the diets "
+                        f"before refusing (default {DIETS_WAIT_SECONDS:g})")
     d.set_defaults(func=cmd_diet)
     s = verbs.add_parser("stats", help="compute a diet's log-mel normalisation stats once")
     s.add_argument("data", help="data root")

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from shards import layout
+from shards import layout, lease
 from shards.catalog import arrow_on_c_heap, collection_shards, read_part, read_table, table_rows
 from shards.catalog import collections as complete_collections
 from shards.sampler import Sampler
@@ -235,14 +235,22 @@ class _DietWriter:
         return manifest
 
 
-def write_diets(data: str, specs: list[DietSpec], collections: list[str] | None = None) -> dict[str, dict]:
+def write_diets(data: str, specs: list[DietSpec], collections: list[str] | None = None,
+                wait: float = lease.DIETS_WAIT_SECONDS) -> dict[str, dict]:
     """Write each diet's per-shard indexes, clip table and manifest in one pass over the catalog, part by
     part (memory: one shard's catalog rows); returns {diet: manifest}. A diet that selects nothing raises
     EmptyDiet and leaves any earlier version of itself in place.
 
     By default diets draw on every complete pre-training collection, never on transfer datasets. A
     collection that is not complete (no completion record, or a shard without its catalog part) is an
-    error: a diet is never silently rebuilt over fewer clips."""
+    error: a diet is never silently rebuilt over fewer clips. Written holding the diets' lease
+    (`shards.lease`), waiting up to `wait` seconds for another writer (an ingest or `shards diet`): which
+    collections are complete is read under the lease, so the last writer's diets include every collection."""
+    with lease.held_diets(Root(data), wait):
+        return _write_diets(data, specs, collections)
+
+
+def _write_diets(data: str, specs: list[DietSpec], collections: list[str] | None) -> dict[str, dict]:
     root = Root(data)
     names = [layout.check_collection(c) for c in collections] if collections else \
         complete_collections(root, purpose="pretrain")  # never held-out datasets
@@ -306,18 +314,18 @@ def _in_order(pool: ThreadPoolExecutor, fn, root: Root, jobs: list) -> Iterator:
         yield ahead.popleft().result()
 
 
-def write_diet(data: str, diet: str, corpora: list[str] | None = None,
-               collections: list[str] | None = None) -> dict:
+def write_diet(data: str, diet: str, corpora: list[str] | None = None, collections: list[str] | None = None,
+               wait: float = lease.DIETS_WAIT_SECONDS) -> dict:
     """Write one diet (see `write_diets`); returns its manifest."""
     spec = DietSpec.of(diet, corpora)
-    written = write_diets(data, [spec], collections)
+    written = write_diets(data, [spec], collections, wait)
     return written[spec.name]
 
 
-def write_default_diets(data: str) -> dict[str, dict]:
+def write_default_diets(data: str, wait: float = lease.DIETS_WAIT_SECONDS) -> dict[str, dict]:
     """The paper's three diets over every pre-training collection, in one pass; a diet that would select
     nothing (a speech-only ingest has no `nonspeech` diet) is skipped with a warning."""
-    return write_diets(data, [DietSpec.of(d) for d in DIETS])
+    return write_diets(data, [DietSpec.of(d) for d in DIETS], wait=wait)
 
 
 @dataclass(frozen=True)

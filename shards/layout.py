@@ -100,6 +100,11 @@ def diet_idx_path(collection: str, diet: str, shard: str) -> str:
     return f"shards/{check_collection(collection)}/diets/{check_name(diet, 'diet')}/{shard}.idx"
 
 
+# The diets' lease (shards.lease): no diet name can be `_LEASE` (names start with a letter or digit), and it does
+# not end in .json, which readers of diets/ take for a diet manifest.
+DIETS_LEASE = "diets/_LEASE"
+
+
 def diet_manifest_path(diet: str) -> str:
     """Which shards (tar + per-diet idx) a diet reads, across collections."""
     return f"diets/{check_name(diet, 'diet')}.json"

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from ingest import lease
 from ingest.__main__ import main as ingest_main
 from ingest.engine import build_collection
+from shards import lease
 from shards.storage import Root
 from tests.conftest import small_config
 from tests.s3server import s3_server  # noqa: F401
@@ -174,3 +174,36 @@ def test_a_live_runs_diets_lease_is_waited_for_then_refused_with_one_line(tmp_pa
     assert write_pretrain_diets(str(data))["all"]["clips"] == 9 and not (data / "diets" / "_LEASE").exists()
     with pytest.raises(SystemExit):  # one or the other
         ingest_main(["unlock", "--data", str(data), "--diets", "--collection", "pretrain"])
+
+
+def test_shards_diet_takes_the_same_diets_lease(tmp_path, mixed_sources, capsys):
+    """`python -m shards diet` writes the diets as ingest does, so it waits for (and then refuses) a live run's
+    lease with one line, and holds the lease itself while it writes (an ingest finishing meanwhile waits)."""
+    from shards import diets
+    from shards.__main__ import main as shards_main
+
+    data = tmp_path / "d"
+    build_collection(mixed_sources, small_config(data))
+    (data / "diets").mkdir()
+    planted = {"run": "other", "host": "gpu-node-7", "pid": 4242, "pid_start": None, "started": "2026-11-29T10:00:00Z"}
+    (data / "diets" / "_LEASE").write_text(json.dumps(planted))
+    assert shards_main(["diet", str(data), "--wait", "0.3"]) != 0
+    err = capsys.readouterr().err.replace("\n", "")
+    assert "the diets in" in err and "host gpu-node-7" in err and "(waited 0.3 s)" in err
+    assert not (data / "diets" / "all.json").exists()
+
+    (data / "diets" / "_LEASE").unlink()
+    seen = []
+    real = diets._write_diets
+
+    def writing(*args):  # what the lease file says while the diets are being written
+        seen.append(json.loads((data / "diets" / "_LEASE").read_text())["pid"])
+        return real(*args)
+
+    diets._write_diets = writing
+    try:
+        assert shards_main(["diet", str(data)]) == 0
+    finally:
+        diets._write_diets = real
+    assert seen == [os.getpid()] and not (data / "diets" / "_LEASE").exists()
+    assert json.loads((data / "diets" / "all.json").read_text())["clips"] == 9

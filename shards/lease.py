@@ -7,11 +7,12 @@ if the name exists, so the lease never appears half-written); on S3 a single `Pu
 `If-None-Match: *` (answered 412 when the object exists; honoured by AWS S3 and by SeaweedFS's `weed
 mini`, tested). The loser stops with one line naming the holder (host, pid, start time).
 
-The diets (`diets/*`, written after every pre-training ingest from all complete collections) have a
-lease of their own, `diets/_LEASE`: two ingests of different collections finishing together used to write
-them at once (one run's manifest beside the other's clip table, or the diets of the run that saw fewer
-collections written last). A run that finds it held waits (writing the diets takes seconds), then writes
-diets that include both collections.
+The diets (`diets/*`, written after every pre-training ingest from all complete collections, and by
+`python -m shards diet`) have a lease of their own, `diets/_LEASE`, taken by their one writer
+(`shards.diets.write_diets`): two ingests of different collections finishing together used to write them at
+once (one run's manifest beside the other's clip table, or the diets of the run that saw fewer collections
+written last). A run that finds it held waits (writing the diets takes seconds), then writes diets that
+include both collections. (This module lives in shards/ so that `shards diet` takes the same lease.)
 
 A lease left by a run that died (killed, OOM, power loss) is broken automatically only when that is
 certain: same host, and its process is gone (or its pid now belongs to a process started later). Any
@@ -31,16 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from shards.layout import lease_path
+from shards.layout import DIETS_LEASE, lease_path
 from shards.storage import TMP_MARK, Root
 
 log = logging.getLogger(__name__)
 
 PRECONDITION_FAILED = 412  # HTTP status of a conditional PUT whose object already exists
-# The diets' lease: no diet name can be `_LEASE` (names start with a letter or digit), and it does not end
-# in .json, which readers of diets/ take for a diet manifest. (Belongs in shards.layout, beside the diet
-# paths, once this module moves down to shards so that `shards diet` can take it too.)
-DIETS_LEASE = "diets/_LEASE"
 DIETS_WAIT_SECONDS = 600.0  # how long a run waits for another run's diets (seconds to write at 3.85 M clips)
 POLL_SECONDS = 0.2  # between tries while waiting for a lease
 
