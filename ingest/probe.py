@@ -65,7 +65,7 @@ def probe_local(path: str) -> audio.AudioInfo:
 
     Planning probes every recording (3.85 M at the paper's scale). `audio.probe` makes four path checks
     before it opens a file (~32 us a file here; 12 us this way); a regular, non-empty plain WAV or FLAC
-    needs one stat and its first bytes, parsed and judged by the same functions `audio.probe` uses.
+    needs one stat and its first bytes, parsed and judged by `audio.probe_header`, as `audio.probe` does.
     Everything else (a missing, unreadable, empty or special file, a header those functions do not parse,
     a PyAV container) goes to `audio.probe` itself, so reasons and facts are always its own (tested)."""
     try:
@@ -76,8 +76,8 @@ def probe_local(path: str) -> audio.AudioInfo:
             head = f.read(audio.HEADER_BYTES)
     except OSError:
         return audio.probe(path)
-    info = audio._plain_header(head, st.st_size)  # raises BadAudio for a truncated plain WAV, as probe does
-    return audio.probe(path) if info is None else audio._check_header(info, st.st_size)
+    info = audio.probe_header(head, st.st_size)  # raises BadAudio for a truncated plain WAV, as probe does
+    return audio.probe(path) if info is None else info
 
 
 def _audio_hash(path: str) -> str:

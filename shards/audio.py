@@ -139,9 +139,9 @@ def probe(path: str | Path) -> AudioInfo:
     try:
         with _opened(path) as src:
             with (open(src, "rb") if isinstance(src, str) else nullcontext(src)) as f:
-                fast = _plain_header(f.read(HEADER_BYTES), size)
+                fast = probe_header(f.read(HEADER_BYTES), size)
             if fast is not None:
-                return _check_header(fast, size)
+                return fast
             info = sf.info(src)
             if info.format == "WAV":
                 _check_wav_complete(src, size)
@@ -152,6 +152,14 @@ def probe(path: str | Path) -> AudioInfo:
 
 HEADER_BYTES = 4096  # what the fast path reads: a plain WAV's or FLAC's header fits (else libsndfile probes)
 _PLAIN_WAV = {1: (8, 16, 24, 32), 3: (32, 64)}  # WAVE format tag (PCM, IEEE float) -> bit depths
+
+
+def probe_header(head: bytes, size: int) -> AudioInfo | None:
+    """`probe`'s answer from a file's first HEADER_BYTES and its size, when it is a plain WAV or a FLAC with its
+    length in STREAMINFO (checked as `probe` checks, BadAudio included); None when `probe` must open the file.
+    For callers that already hold those bytes (ingest's planning probes millions of local files)."""
+    info = _plain_header(head, size)
+    return None if info is None else _check_header(info, size)
 
 
 def _plain_header(head: bytes, size: int) -> AudioInfo | None:
