@@ -98,9 +98,9 @@ def take_gpu(queue) -> None:
     log.info("embed worker %d on cuda:%d", os.getpid(), index)
 
 
-def _executor(cfg: EmbedConfig, device: str):
-    """The shared executor for a run's shard jobs: with several GPUs, one local process per GPU."""
-    workers = gpu_workers(cfg, device)
+def _executor(cfg: EmbedConfig, device: str, workers: int):
+    """The shared executor for a run's shard jobs (`workers` from `gpu_workers`): with several GPUs, one local
+    process per GPU."""
     if device != "cuda" or cfg.scheduler or workers < 2:
         return make_executor(cfg.workers, cfg.scheduler)
     import multiprocessing
@@ -257,9 +257,9 @@ def embed_dataset(cfg: EmbedConfig, model_id: str, dataset: str,
     total, seen = items.num_rows, sum(e["rows"] for e in have.values())
     if on_items:
         on_items(seen, total)
-    with _executor(cfg, device) as pool:
-        in_flight = max(2, 2 * max(1, gpu_workers(cfg, device)))
-        for shard, entry in bounded_map(pool, embed_job, jobs, in_flight=in_flight):
+    workers = gpu_workers(cfg, device)
+    with _executor(cfg, device, workers) as pool:
+        for shard, entry in bounded_map(pool, embed_job, jobs, in_flight=max(2, 2 * max(1, workers))):
             entries[shard] = entry
             seen += entry["rows"]
             if on_items:
